@@ -242,8 +242,8 @@ func TestParseErrors(t *testing.T) {
 			`config: policy.b.identities: identity "` + hexA + `" is already assigned to policy "a"; cannot assign it to policy "b" too`, nil},
 		{"admin in policy", "admin: {identity: " + hexA + "}\ntls: {key: k, cert: c}\n" + fs + "policy: {p: {identities: [" + hexA + "]}}\n",
 			`config: policy.p.identities: identity "` + hexA + `" is the admin identity`, nil},
-		{"proxy in policy", head + fs + "tls: {key: k, cert: c, proxy: {identities: [pr]}}\npolicy: {p: {identities: [pr]}}\n",
-			``, nil}, // replaced below: duplicate top-level key
+		{"proxy in policy", "admin: {identity: disabled}\ntls: {key: k, cert: c, proxy: {identities: [pr]}}\n" + fs + "policy: {p: {identities: [pr]}}\n",
+			`config: policy.p.identities: identity "pr" is a TLS proxy`, nil},
 		{"cache any", head + fs + "cache: {expiry: {any: 5x}}\n", `config: cache.expiry.any: invalid duration "5x"`, nil},
 		{"cache unused negative", head + fs + "cache: {expiry: {unused: -1s}}\n", "config: cache.expiry.unused: negative duration -1s", nil},
 		{"cache offline negative", head + fs + "cache: {expiry: {offline: -2m}}\n", "config: cache.expiry.offline: negative duration -2m0s", nil},
@@ -278,10 +278,6 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate policy", head + fs + "policy: {a: {}, a: {}}\n", "config: policy.a: defined multiple times", nil},
 	}
 	for _, tc := range cases {
-		if tc.name == "proxy in policy" {
-			tc.yaml = "admin: {identity: disabled}\ntls: {key: k, cert: c, proxy: {identities: [pr]}}\n" + fs + "policy: {p: {identities: [pr]}}\n"
-			tc.err = `config: policy.p.identities: identity "pr" is a TLS proxy`
-		}
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))
 			wantErr(t, err, tc.err)
