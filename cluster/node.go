@@ -1,0 +1,344 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyraft/keyraft/fsm"
+)
+
+// Errors returned by Node methods.
+var (
+	// ErrNotLeader is returned by Apply and membership changes on a node
+	// that is not the leader.
+	ErrNotLeader = errors.New("cluster: node is not the leader")
+	// ErrNoLeader is returned when no leader is known.
+	ErrNoLeader = errors.New("cluster: no leader")
+)
+
+// Config configures a Node.
+type Config struct {
+	// ID is the node's stable, unique Raft server id.
+	ID string
+	// DataDir holds raft.db (log and stable store), snapshots/ and fsm.db.
+	DataDir string
+	// Listener is the cluster port, already bound (so tests can use :0).
+	Listener net.Listener
+	// Advertise is the address other members dial; default Listener.Addr().
+	Advertise string
+	// TLS is the node's TLS configuration for both accepting and dialing:
+	// it must carry the node's certificate (Certificates or
+	// GetCertificate). Client auth and verification are set by the node.
+	TLS *tls.Config
+	// Authorize decides whether a peer certificate identity (hex SHA-256 of
+	// its public key) may talk on the cluster port. Required.
+	Authorize func(identity string) bool
+	// Bootstrap makes a node with no Raft state form a new one-node cluster.
+	Bootstrap bool
+	// FSM is the state machine the node replicates.
+	FSM *fsm.FSM
+	// RPC serves the cluster RPC channel (forwarded writes, joins).
+	RPC http.Handler
+	// Logger is the parent logger; the node logs as "cluster" and "raft".
+	Logger hclog.Logger
+	// OnFatal is called when the FSM reports a fatal apply error. The
+	// default panics: a replica that skips a command diverges.
+	OnFatal func(error)
+	// SnapshotThreshold overrides Raft's log-entries-per-snapshot (tests).
+	SnapshotThreshold uint64
+}
+
+// Node is one member of the Raft group. All methods are safe for
+// concurrent use.
+type Node struct {
+	cfg       Config
+	log       hclog.Logger
+	raft      *raft.Raft
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	mux       *mux
+	rpcServer *http.Server
+	rpcClient *http.Client
+	clientTLS *tls.Config
+}
+
+// Start opens the node's stores, starts Raft on the cluster port and, if
+// configured and there is no Raft state yet, bootstraps a one-node
+// cluster. It returns once Raft runs; use WaitLeader to wait for a leader.
+func Start(cfg Config) (*Node, error) {
+	if cfg.ID == "" || cfg.DataDir == "" || cfg.Listener == nil || cfg.TLS == nil || cfg.FSM == nil || cfg.Authorize == nil {
+		return nil, errors.New("cluster: ID, DataDir, Listener, TLS, FSM and Authorize are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.Listener.Addr().String()
+	}
+	if cfg.OnFatal == nil {
+		cfg.OnFatal = func(err error) { panic(err) }
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster")}
+
+	serverTLS := cfg.TLS.Clone()
+	serverTLS.ClientAuth = tls.RequireAnyClientCert
+	serverTLS.NextProtos = nil
+	n.clientTLS = cfg.TLS.Clone()
+	n.clientTLS.InsecureSkipVerify = true // peers are checked by Authorize on their key
+	if n.clientTLS.GetClientCertificate == nil && len(n.clientTLS.Certificates) == 0 && cfg.TLS.GetCertificate != nil {
+		get := cfg.TLS.GetCertificate
+		n.clientTLS.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return get(&tls.ClientHelloInfo{})
+		}
+	}
+	n.clientTLS.NextProtos = nil
+
+	n.mux = newMux(cfg.Listener, serverTLS, cfg.Authorize, n.log)
+	advertise, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		n.mux.close()
+		return nil, fmt.Errorf("cluster: advertise address %q: %w", cfg.Advertise, err)
+	}
+	stream := &streamLayer{subListener: n.mux.raft, advertise: advertise, tlsConfig: n.clientTLS, authorize: cfg.Authorize}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  cfg.Logger.Named("raft-net"),
+	})
+
+	if err := n.startRaft(); err != nil {
+		n.transport.Close()
+		n.mux.close()
+		return nil, err
+	}
+	if cfg.RPC != nil {
+		n.rpcServer = &http.Server{Handler: cfg.RPC, ReadHeaderTimeout: 5 * time.Second, ErrorLog: cfg.Logger.Named("rpc").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+		go func() { _ = n.rpcServer.Serve(n.mux.rpc) }()
+	}
+	n.rpcClient = &http.Client{Transport: &http.Transport{
+		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dial(ctx, addr, kindRPC, n.clientTLS, cfg.Authorize)
+		},
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+	return n, nil
+}
+
+func (n *Node) startRaft() error {
+	cfg := n.cfg
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = cfg.Logger.Named("raft")
+	// Tuned for a LAN: a lost leader is replaced within a few seconds.
+	rc.HeartbeatTimeout = 1000 * time.Millisecond
+	rc.ElectionTimeout = 1000 * time.Millisecond
+	rc.LeaderLeaseTimeout = 500 * time.Millisecond
+	rc.CommitTimeout = 20 * time.Millisecond
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+		rc.TrailingLogs = cfg.SnapshotThreshold
+		rc.SnapshotInterval = 200 * time.Millisecond
+	}
+
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true},
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, cfg.Logger.Named("snapshot"))
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("cluster: open snapshot store: %w", err)
+	}
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(store, store, snaps)
+		if err != nil {
+			store.Close()
+			return fmt.Errorf("cluster: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr()}}}
+			if err := raft.BootstrapCluster(rc, store, store, snaps, n.transport, conf); err != nil {
+				store.Close()
+				return fmt.Errorf("cluster: bootstrap: %w", err)
+			}
+			n.log.Info("bootstrapped a new cluster", "id", cfg.ID, "address", n.transport.LocalAddr())
+		}
+	}
+	r, err := raft.NewRaft(rc, &raftFSM{f: cfg.FSM, onFatal: cfg.OnFatal, log: n.log}, store, store, snaps, n.transport)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft, n.store = r, store
+	return nil
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Address returns the node's advertised cluster address.
+func (n *Node) Address() string { return string(n.transport.LocalAddr()) }
+
+// FSM returns the node's state machine.
+func (n *Node) FSM() *fsm.FSM { return n.cfg.FSM }
+
+// IsLeader reports whether this node is the leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's id and cluster address, or
+// ErrNoLeader.
+func (n *Node) Leader() (id, addr string, err error) {
+	a, i := n.raft.LeaderWithID()
+	if a == "" {
+		return "", "", ErrNoLeader
+	}
+	return string(i), string(a), nil
+}
+
+// WaitLeader blocks until a leader is known or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, _, err := n.Leader(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: wait for leader: %w", ErrNoLeader)
+		case <-t.C:
+		}
+	}
+}
+
+// Apply proposes cmd and waits until it is committed and applied on this
+// node (the leader). It returns the Raft index and the command's
+// deterministic result as the error (fsm.ErrExists, ...), ErrNotLeader on a
+// follower, or a context error.
+func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (uint64, error) {
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return 0, err
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+		if timeout <= 0 {
+			return 0, ctx.Err()
+		}
+	}
+	f := n.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return 0, fmt.Errorf("%w: %w", ErrNotLeader, err)
+		}
+		return 0, fmt.Errorf("cluster: apply: %w", err)
+	}
+	if res, ok := f.Response().(error); ok && res != nil {
+		return f.Index(), res
+	}
+	return f.Index(), nil
+}
+
+// Shutdown leaves gracefully: a leader with peers first hands leadership
+// to another voter, then Raft, the RPC server and the stores stop.
+func (n *Node) Shutdown() error {
+	if n.IsLeader() && n.voters() > 1 {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer failed", "error", err)
+		}
+	}
+	err := n.raft.Shutdown().Error()
+	if n.rpcServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = n.rpcServer.Shutdown(ctx)
+		cancel()
+	}
+	n.rpcClient.CloseIdleConnections()
+	n.transport.Close()
+	n.mux.close()
+	if cerr := n.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (n *Node) voters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	v := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			v++
+		}
+	}
+	return v
+}
+
+// raftFSM adapts fsm.FSM to raft.FSM.
+type raftFSM struct {
+	f       *fsm.FSM
+	onFatal func(error)
+	log     hclog.Logger
+}
+
+func (r *raftFSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	res, fatal := r.f.Apply(l.Index, l.Data)
+	if fatal != nil {
+		r.log.Error("stopping: cannot apply a committed command", "index", l.Index, "error", fatal)
+		r.onFatal(fatal)
+		return fatal
+	}
+	return res
+}
+
+func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	s, err := r.f.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &fsmSnapshot{s: s}, nil
+}
+
+func (r *raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return r.f.Restore(rc)
+}
+
+type fsmSnapshot struct{ s *fsm.Snapshot }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.s.WriteTo(sink); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() { s.s.Release() }

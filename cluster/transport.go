@@ -1,0 +1,181 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/keyraft/keyraft/internal/identity"
+)
+
+// Connection kinds: the first byte a dialer writes after the handshake.
+const (
+	kindRaft byte = 'R'
+	kindRPC  byte = 'H'
+)
+
+// ErrNotMember is returned when a peer's certificate identity is not
+// authorized on the cluster port.
+var ErrNotMember = errors.New("cluster: peer is not a cluster member")
+
+const handshakeTimeout = 10 * time.Second
+
+// mux accepts TLS connections on the cluster port, authenticates the peer
+// and routes the connection by its first byte.
+type mux struct {
+	ln        net.Listener
+	tlsConfig *tls.Config
+	authorize func(id string) bool
+	log       hclog.Logger
+
+	raft *subListener
+	rpc  *subListener
+
+	closeOnce sync.Once
+}
+
+func newMux(ln net.Listener, cfg *tls.Config, authorize func(string) bool, log hclog.Logger) *mux {
+	m := &mux{
+		ln:        ln,
+		tlsConfig: cfg,
+		authorize: authorize,
+		log:       log,
+		raft:      newSubListener(ln.Addr()),
+		rpc:       newSubListener(ln.Addr()),
+	}
+	go m.serve()
+	return m
+}
+
+func (m *mux) serve() {
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			m.raft.close()
+			m.rpc.close()
+			return
+		}
+		go m.route(c)
+	}
+}
+
+func (m *mux) route(c net.Conn) {
+	conn := tls.Server(c, m.tlsConfig)
+	_ = conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := conn.Handshake(); err != nil {
+		m.log.Debug("cluster handshake failed", "remote", c.RemoteAddr(), "error", err)
+		conn.Close()
+		return
+	}
+	cs := conn.ConnectionState()
+	id, err := identity.FromConnectionState(&cs)
+	if err != nil || !m.authorize(id) {
+		m.log.Warn("rejected cluster connection", "remote", c.RemoteAddr(), "identity", id)
+		conn.Close()
+		return
+	}
+	kind := make([]byte, 1)
+	if _, err := conn.Read(kind); err != nil {
+		conn.Close()
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	switch kind[0] {
+	case kindRaft:
+		m.raft.push(conn)
+	case kindRPC:
+		m.rpc.push(conn)
+	default:
+		conn.Close()
+	}
+}
+
+func (m *mux) close() error {
+	var err error
+	m.closeOnce.Do(func() { err = m.ln.Close() })
+	return err
+}
+
+// dial opens an authenticated connection of the given kind to addr.
+func dial(ctx context.Context, addr string, kind byte, cfg *tls.Config, authorize func(string) bool) (*tls.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: dial %s: %w", addr, err)
+	}
+	conn := c.(*tls.Conn)
+	cs := conn.ConnectionState()
+	// The server has no client-facing certificate rules of its own here:
+	// a member's certificate identity is what counts, as on the accept side.
+	if len(cs.PeerCertificates) == 0 || !authorize(identity.Of(cs.PeerCertificates[0])) {
+		conn.Close()
+		return nil, fmt.Errorf("cluster: dial %s: %w", addr, ErrNotMember)
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetWriteDeadline(deadline)
+	}
+	if _, err := conn.Write([]byte{kind}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("cluster: dial %s: %w", addr, err)
+	}
+	_ = conn.SetWriteDeadline(time.Time{})
+	return conn, nil
+}
+
+// subListener is a net.Listener fed by the mux.
+type subListener struct {
+	addr  net.Addr
+	ch    chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newSubListener(addr net.Addr) *subListener {
+	return &subListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *subListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *subListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *subListener) close() { l.once.Do(func() { close(l.done) }) }
+
+func (l *subListener) Close() error { l.close(); return nil }
+
+func (l *subListener) Addr() net.Addr { return l.addr }
+
+// streamLayer is the raft.StreamLayer over the mux.
+type streamLayer struct {
+	*subListener
+	advertise net.Addr
+	tlsConfig *tls.Config
+	authorize func(string) bool
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return dial(ctx, string(address), kindRaft, s.tlsConfig, s.authorize)
+}

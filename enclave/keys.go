@@ -1,0 +1,313 @@
+package enclave
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"sort"
+	"strings"
+
+	"github.com/keyraft/keyraft/fsm"
+	"github.com/keyraft/keyraft/internal/crypto"
+	"github.com/keyraft/keyraft/internal/kes"
+	"github.com/keyraft/keyraft/store"
+)
+
+// Keystore failures as KES reports them.
+var (
+	errCreateFailed = kes.Error{Code: 502, Message: "failed to create key"}
+	errReadFailed   = kes.Error{Code: 502, Message: "failed to read key"}
+	errListFailed   = kes.Error{Code: 502, Message: "failed to list keys"}
+	errDeleteFailed = kes.Error{Code: 502, Message: "failed to delete key"}
+	errNoHMAC       = kes.Error{Code: 409, Message: "key does not support HMAC"}
+	errGenerate     = kes.Error{Code: 500, Message: "failed to generate encryption key"}
+	errEncrypt      = kes.Error{Code: 500, Message: "failed to encrypt plaintext"}
+	errSealed       = kes.Error{Code: 503, Message: "key store is sealed: try again"}
+)
+
+// listPageSize is how many names one listing returns (KES: 1024).
+const listPageSize = 1024
+
+// key returns the unsealed key for a request: from the in-memory cache if
+// the FSM record it came from is current, else by unsealing the FSM record,
+// else by loading it from the keystore through the leader (once per key,
+// cluster-wide). The first two paths touch neither network nor disk.
+func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, fsm.KeyRecord, error) {
+	if err := s.enclaveExists(enclave); err != nil {
+		return nil, fsm.KeyRecord{}, err
+	}
+	sl := s.seal.Load()
+	if sl == nil {
+		return nil, fsm.KeyRecord{}, errSealed
+	}
+	rec, ok := s.cfg.FSM.Key(enclave, name)
+	if !ok {
+		if err := s.loadKey(ctx, enclave, name); err != nil {
+			return nil, fsm.KeyRecord{}, err
+		}
+		if rec, ok = s.cfg.FSM.Key(enclave, name); !ok {
+			return nil, fsm.KeyRecord{}, kes.ErrKeyNotFound
+		}
+	}
+	now := s.now().UnixNano()
+	if e, ok := s.cache.get(enclave, name, rec.Index); ok {
+		e.usedAt.Store(now)
+		return e, rec, nil
+	}
+	plain, err := sl.openBytes(rec.Sealed, sealAD(enclave, name))
+	if err != nil {
+		return nil, rec, internal("unseal key %q of enclave %q: %w", name, enclave, err)
+	}
+	kv, err := crypto.ParseKeyVersion(plain)
+	clear(plain)
+	if err != nil {
+		return nil, rec, internal("parse key %q of enclave %q: %w", name, enclave, err)
+	}
+	e := &cacheEntry{index: rec.Index, key: kv}
+	e.usedAt.Store(now)
+	s.cache.put(enclave, name, e)
+	return e, rec, nil
+}
+
+// loadKey makes the cluster cache a key that exists only in the keystore.
+// Concurrent callers for one key share one load.
+func (s *Service) loadKey(ctx context.Context, enclave, name string) error {
+	_, err, _ := s.loading.Do(enclave+"\x00"+name, func() (any, error) {
+		if _, ok := s.cfg.FSM.Key(enclave, name); ok {
+			return nil, nil
+		}
+		return nil, s.write(ctx, Op{Kind: OpLoadKey, Enclave: enclave, Name: name})
+	})
+	return err
+}
+
+// execLoadKey runs on the leader: read the keystore, seal, replicate.
+func (s *Service) execLoadKey(ctx context.Context, op Op) (uint64, error) {
+	if r, ok := s.cfg.FSM.Key(op.Enclave, op.Name); ok {
+		return r.Index, nil
+	}
+	if s.offline.Load() {
+		return 0, errReadFailed
+	}
+	value, err := s.cfg.Store.Get(ctx, storeName(op.Enclave, op.Name))
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, kes.ErrKeyNotFound
+	}
+	if err != nil {
+		s.log.Error("failed to read key from keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
+		return 0, errReadFailed
+	}
+	defer clear(value)
+	kv, err := crypto.ParseKeyVersion(value)
+	if err != nil {
+		s.log.Error("keystore holds an unreadable key", "enclave", op.Enclave, "key", op.Name, "error", err)
+		return 0, errReadFailed
+	}
+	defer kv.Zero()
+	return s.replicateKey(ctx, op.Enclave, op.Name, kv, value, false)
+}
+
+// replicateKey seals a key's stored value and proposes it.
+func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv crypto.KeyVersion, value []byte, create bool) (uint64, error) {
+	sl := s.seal.Load()
+	if sl == nil {
+		return 0, errSealed
+	}
+	sealed, err := sl.sealBytes(value, sealAD(enclave, name))
+	if err != nil {
+		return 0, internal("seal key: %w", err)
+	}
+	now := s.now().UTC()
+	rec := fsm.KeyRecord{
+		Name:      name,
+		Algorithm: kv.Key.Type.String(),
+		CreatedAt: kv.CreatedAt,
+		CreatedBy: kv.CreatedBy,
+		Sealed:    sealed,
+		LoadedAt:  now,
+		UsedAt:    now,
+	}
+	idx, err := s.propose(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Create: create})
+	if errors.Is(err, fsm.ErrExists) {
+		return idx, kes.ErrKeyExists
+	}
+	return idx, err
+}
+
+// execCreateKey runs on the leader: create in the keystore, then cache.
+func (s *Service) execCreateKey(ctx context.Context, op Op, kv crypto.KeyVersion) (uint64, error) {
+	defer kv.Zero()
+	if s.offline.Load() {
+		return 0, errCreateFailed
+	}
+	value, err := crypto.EncodeKeyVersion(kv)
+	if err != nil {
+		return 0, internal("encode key: %w", err)
+	}
+	defer clear(value)
+	switch err := s.cfg.Store.Create(ctx, storeName(op.Enclave, op.Name), value); {
+	case errors.Is(err, store.ErrExists):
+		return 0, kes.ErrKeyExists
+	case err != nil:
+		s.log.Error("failed to create key in keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
+		return 0, errCreateFailed
+	}
+	return s.replicateKey(ctx, op.Enclave, op.Name, kv, value, false)
+}
+
+// execDeleteKey runs on the leader: delete from the keystore, then evict
+// from every node in one apply.
+func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
+	if s.offline.Load() {
+		return 0, errDeleteFailed
+	}
+	err := s.cfg.Store.Delete(ctx, storeName(op.Enclave, op.Name))
+	notFound := errors.Is(err, store.ErrNotFound)
+	if err != nil && !notFound {
+		s.log.Error("failed to delete key from keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
+		return 0, errDeleteFailed
+	}
+	idx, perr := s.propose(ctx, fsm.RemoveKeys{Enclave: op.Enclave, Names: []string{op.Name}})
+	if perr != nil && !errors.Is(perr, fsm.ErrNotFound) {
+		return 0, perr
+	}
+	if notFound {
+		return idx, kes.ErrKeyNotFound
+	}
+	return idx, nil
+}
+
+// CreateKey creates a new key (AES256 where the CPU has AES-GCM hardware,
+// else ChaCha20) with a fresh HMAC key. It returns kes.ErrKeyExists if the
+// keystore already holds the name, a 502 kes.Error if the keystore fails.
+func (s *Service) CreateKey(ctx context.Context, enclave, name, identity string) error {
+	if err := s.enclaveExists(enclave); err != nil {
+		return err
+	}
+	return s.write(ctx, Op{Kind: OpCreateKey, Enclave: enclave, Name: name, Identity: identity})
+}
+
+// ImportKey stores given key material. cipher must be one of AES256,
+// AES256-GCM_SHA256, ChaCha20, XCHACHA20-POLY1305 (else 406) and the key 32
+// bytes long (else 406).
+func (s *Service) ImportKey(ctx context.Context, enclave, name string, key []byte, cipher, identity string) error {
+	if err := s.enclaveExists(enclave); err != nil {
+		return err
+	}
+	if _, err := crypto.ParseKeyType(cipher); err != nil {
+		return kes.NewError(406, "algorithm '%s' is not supported", cipher)
+	}
+	if len(key) != crypto.KeySize {
+		return kes.NewError(406, "invalid key size for '%s'", cipher)
+	}
+	return s.write(ctx, Op{Kind: OpImportKey, Enclave: enclave, Name: name, Identity: identity, Key: key, Cipher: cipher})
+}
+
+// DeleteKey deletes a key from the keystore and evicts it on every node.
+// It returns kes.ErrKeyNotFound if the keystore does not hold it.
+func (s *Service) DeleteKey(ctx context.Context, enclave, name, identity string) error {
+	if err := s.enclaveExists(enclave); err != nil {
+		return err
+	}
+	return s.write(ctx, Op{Kind: OpDeleteKey, Enclave: enclave, Name: name, Identity: identity})
+}
+
+// DescribeKey returns a key's metadata, loading the key if needed.
+func (s *Service) DescribeKey(ctx context.Context, enclave, name string) (KeyInfo, error) {
+	_, rec, err := s.key(ctx, enclave, name)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	return KeyInfo{Name: name, Algorithm: rec.Algorithm, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy}, nil
+}
+
+// ListKeys lists key names from the keystore (the durable root), hiding
+// reserved entries and other enclaves' keys. It returns up to 1024 names
+// greater than continueAt and the name to continue at.
+func (s *Service) ListKeys(ctx context.Context, enclave, prefix, continueAt string) ([]string, string, error) {
+	if err := s.enclaveExists(enclave); err != nil {
+		return nil, "", err
+	}
+	if s.offline.Load() {
+		return nil, "", errListFailed
+	}
+	sp := storePrefix(enclave)
+	all, err := s.cfg.Store.List(ctx, sp+prefix)
+	if err != nil {
+		s.log.Error("failed to list keys in keystore", "enclave", enclave, "error", err)
+		return nil, "", errListFailed
+	}
+	names := make([]string, 0, len(all))
+	for _, n := range all {
+		n, ok := strings.CutPrefix(n, sp)
+		if ok && ValidName(n) && n > continueAt {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if len(names) > listPageSize {
+		return names[:listPageSize], names[listPageSize-1], nil
+	}
+	return names, "", nil
+}
+
+// GenerateKey returns a new 32-byte data key and its ciphertext under the
+// named key, with associatedData bound to it.
+func (s *Service) GenerateKey(ctx context.Context, enclave, name string, associatedData []byte) ([]byte, []byte, error) {
+	e, _, err := s.key(ctx, enclave, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	dek := make([]byte, 32)
+	if _, err := rand.Read(dek); err != nil {
+		return nil, nil, errGenerate
+	}
+	ct, err := e.key.Encrypt(dek, associatedData)
+	if err != nil {
+		clear(dek)
+		s.log.Error("failed to encrypt data key", "key", name, "error", err)
+		return nil, nil, errGenerate
+	}
+	return dek, ct, nil
+}
+
+// Encrypt encrypts plaintext under the named key.
+func (s *Service) Encrypt(ctx context.Context, enclave, name string, plaintext, associatedData []byte) ([]byte, error) {
+	e, _, err := s.key(ctx, enclave, name)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := e.key.Encrypt(plaintext, associatedData)
+	if err != nil {
+		s.log.Error("failed to encrypt", "key", name, "error", err)
+		return nil, errEncrypt
+	}
+	return ct, nil
+}
+
+// Decrypt decrypts a ciphertext (raw, MessagePack or JSON format) under the
+// named key. An unauthentic ciphertext or wrong context is kes.ErrDecrypt.
+func (s *Service) Decrypt(ctx context.Context, enclave, name string, ciphertext, associatedData []byte) ([]byte, error) {
+	e, _, err := s.key(ctx, enclave, name)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := e.key.Decrypt(ciphertext, associatedData)
+	if err != nil {
+		return nil, kes.ErrDecrypt
+	}
+	return pt, nil
+}
+
+// HMAC returns HMAC-SHA256 of message under the key's HMAC key. Legacy keys
+// without an HMAC key give 409 "key does not support HMAC".
+func (s *Service) HMAC(ctx context.Context, enclave, name string, message []byte) ([]byte, error) {
+	e, _, err := s.key(ctx, enclave, name)
+	if err != nil {
+		return nil, err
+	}
+	if e.key.HMAC == nil {
+		return nil, errNoHMAC
+	}
+	return e.key.HMAC.Sum(message), nil
+}

@@ -1,0 +1,139 @@
+package enclave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyraft/keyraft/internal/crypto"
+	"github.com/keyraft/keyraft/internal/kes"
+)
+
+// OpKind names an operation that must run on the leader.
+type OpKind string
+
+// Leader operations.
+const (
+	OpCreateKey OpKind = "create-key"
+	OpImportKey OpKind = "import-key"
+	OpDeleteKey OpKind = "delete-key"
+	OpLoadKey   OpKind = "load-key"
+)
+
+// Op is a write (or a cache load) that runs on the leader. Followers send
+// it through a Forwarder with the caller's identity; the leader authorizes
+// it again before running it.
+type Op struct {
+	Kind     OpKind `json:"kind"`
+	Enclave  string `json:"enclave"`
+	Name     string `json:"name"`
+	Identity string `json:"identity,omitempty"`
+	Key      []byte `json:"key,omitempty"`
+	Cipher   string `json:"cipher,omitempty"`
+}
+
+// Result is the outcome of an Op: the Raft index to wait for before
+// answering, and the client-visible error, if any.
+type Result struct {
+	Index uint64     `json:"index"`
+	Err   *kes.Error `json:"error,omitempty"`
+}
+
+// path is the API path the op corresponds to, for re-authorization.
+func (op Op) path() string {
+	switch op.Kind {
+	case OpCreateKey:
+		return "/v1/key/create/" + op.Name
+	case OpImportKey:
+		return "/v1/key/import/" + op.Name
+	case OpDeleteKey:
+		return "/v1/key/delete/" + op.Name
+	}
+	return ""
+}
+
+// leaderWait bounds how long a write waits for a leader before it fails
+// with 503.
+const leaderWait = 5 * time.Second
+
+// write runs op on the leader: locally if this node leads, else through the
+// Forwarder; then waits until this node applied the result, so the caller
+// reads its own write here.
+func (s *Service) write(ctx context.Context, op Op) error {
+	if s.cfg.Proposer.IsLeader() {
+		_, err := s.execute(ctx, op)
+		return err
+	}
+	if s.cfg.Forwarder == nil {
+		return errUnavailable
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaderWait+10*time.Second)
+	defer cancel()
+	res, err := s.cfg.Forwarder.Forward(ctx, op)
+	if err != nil {
+		s.log.Warn("forwarding to the leader failed", "op", op.Kind, "error", err)
+		return errUnavailable
+	}
+	if err := s.cfg.FSM.WaitApplied(ctx, res.Index); err != nil {
+		return kes.ErrPartialWrite
+	}
+	if res.Err != nil {
+		return *res.Err
+	}
+	return nil
+}
+
+// Execute runs a forwarded op on this node, which must be the leader. The
+// op's identity, which the forwarding member vouches for, is authorized
+// again. Client-visible failures are returned in Result.Err; the error is
+// non-nil only for internal failures.
+func (s *Service) Execute(ctx context.Context, op Op) (Result, error) {
+	if p := op.path(); p != "" {
+		if err := s.Authorize(ctx, op.Enclave, op.Identity, p); err != nil {
+			return toResult(0, err)
+		}
+	}
+	idx, err := s.execute(ctx, op)
+	return toResult(idx, err)
+}
+
+func toResult(idx uint64, err error) (Result, error) {
+	if err == nil {
+		return Result{Index: idx}, nil
+	}
+	var ke kes.Error
+	if errors.As(err, &ke) {
+		return Result{Index: idx, Err: &ke}, nil
+	}
+	return Result{Index: idx}, err
+}
+
+func (s *Service) execute(ctx context.Context, op Op) (uint64, error) {
+	if err := s.enclaveExists(op.Enclave); err != nil {
+		return 0, err
+	}
+	switch op.Kind {
+	case OpCreateKey:
+		kv, err := crypto.NewKeyVersion(crypto.DefaultKeyType(), op.Identity, s.now().UTC())
+		if err != nil {
+			return 0, errCreateFailed
+		}
+		return s.execCreateKey(ctx, op, kv)
+	case OpImportKey:
+		kv, err := crypto.ImportKeyVersion(op.Key, op.Cipher, op.Identity, s.now().UTC())
+		clear(op.Key)
+		if errors.Is(err, crypto.ErrUnsupportedAlgorithm) {
+			return 0, kes.NewError(406, "algorithm '%s' is not supported", op.Cipher)
+		}
+		if err != nil {
+			return 0, kes.NewError(406, "invalid key size for '%s'", op.Cipher)
+		}
+		return s.execCreateKey(ctx, op, kv)
+	case OpDeleteKey:
+		return s.execDeleteKey(ctx, op)
+	case OpLoadKey:
+		return s.execLoadKey(ctx, op)
+	}
+	return 0, fmt.Errorf("enclave: unknown op %q", op.Kind)
+}

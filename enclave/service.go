@@ -1,0 +1,185 @@
+package enclave
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/keyraft/keyraft/fsm"
+	"github.com/keyraft/keyraft/internal/kes"
+	"github.com/keyraft/keyraft/store"
+)
+
+// Proposer replicates commands; *cluster.Node satisfies it.
+type Proposer interface {
+	// Apply proposes cmd and waits until this node applied it. It returns
+	// the Raft index and the command's result (fsm.ErrExists, ...), or an
+	// error wrapping ErrNotLeader on a follower.
+	Apply(ctx context.Context, cmd fsm.Command) (uint64, error)
+	// IsLeader reports whether this node is the leader.
+	IsLeader() bool
+}
+
+// ErrNotLeader is what a Proposer's error wraps when it is not the leader.
+// cmd maps cluster.ErrNotLeader onto it.
+var ErrNotLeader = errors.New("enclave: not the leader")
+
+// Forwarder sends an operation that must run on the leader to the leader
+// and returns its encoded result. Followers use it for writes and for
+// loading keys that are not cached yet.
+type Forwarder interface {
+	Forward(ctx context.Context, op Op) (Result, error)
+}
+
+// CacheConfig is the sealed-cache policy (config cache.expiry.*).
+type CacheConfig struct {
+	// Any is how often the leader revalidates cached keys against the
+	// keystore (0 disables revalidation).
+	Any time.Duration
+	// Unused evicts keys that were not used for this long (0 disables).
+	Unused time.Duration
+	// Offline is how long cached keys keep serving while the keystore is
+	// unreachable (0: they are evicted at the next revalidation).
+	Offline time.Duration
+	// HealthInterval is how often the keystore's health is checked
+	// (default 10s, like KES).
+	HealthInterval time.Duration
+}
+
+// Config configures a Service.
+type Config struct {
+	FSM       *fsm.FSM
+	Store     store.Store
+	Proposer  Proposer
+	Forwarder Forwarder // nil on a cluster that never has followers
+	// Admin is the identity that may do everything. A value that is not a
+	// valid identity (e.g. "disabled") disables admin access.
+	Admin  string
+	Cache  CacheConfig
+	Logger hclog.Logger
+	// Now returns the current time (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Service implements the KES API's domain (api.Backend). All methods are
+// safe for concurrent use.
+type Service struct {
+	cfg Config
+	log hclog.Logger
+	now func() time.Time
+
+	seal atomic.Pointer[sealer]
+
+	cache   *keyCache
+	loading singleflight.Group
+
+	offline   atomic.Bool
+	offlineAt atomic.Int64 // unix nanos of the first failed health check
+	lastErr   atomic.Pointer[error]
+	latency   atomic.Int64
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// New returns a Service. Call Unseal (or Bootstrap on a new cluster) before
+// serving key requests, and Start to run the background cache loops.
+func New(cfg Config) (*Service, error) {
+	if cfg.FSM == nil || cfg.Store == nil || cfg.Proposer == nil {
+		return nil, errors.New("enclave: FSM, Store and Proposer are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Cache.HealthInterval <= 0 {
+		cfg.Cache.HealthInterval = 10 * time.Second
+	}
+	s := &Service{
+		cfg:   cfg,
+		log:   cfg.Logger.Named("enclave"),
+		now:   cfg.Now,
+		cache: newKeyCache(),
+		stop:  make(chan struct{}),
+	}
+	cfg.FSM.Subscribe(s.onEvent)
+	return s, nil
+}
+
+// Close stops the background loops and zeroes the unsealed keys.
+func (s *Service) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.wg.Wait()
+	s.cache.clear()
+	if sl := s.seal.Swap(nil); sl != nil {
+		sl.zero()
+	}
+	return nil
+}
+
+func (s *Service) onEvent(e fsm.Event) {
+	switch e.Kind {
+	case fsm.KeyRemoved, fsm.KeyPut:
+		s.cache.evict(e.Enclave, e.Name)
+	case fsm.EnclaveDeleted:
+		s.cache.evictEnclave(e.Enclave)
+	}
+}
+
+// isAdmin compares in constant time.
+func (s *Service) isAdmin(identity string) bool {
+	return s.cfg.Admin != "" && subtle.ConstantTimeCompare([]byte(identity), []byte(s.cfg.Admin)) == 1
+}
+
+// enclaveExists returns kes.ErrEnclaveNotFound for unknown enclaves. The
+// default enclave always exists.
+func (s *Service) enclaveExists(name string) error {
+	if name == DefaultEnclave {
+		return nil
+	}
+	if _, ok := s.cfg.FSM.Enclave(name); !ok {
+		return kes.ErrEnclaveNotFound
+	}
+	return nil
+}
+
+// storeName maps a key of an enclave to its keystore entry name. Keys of
+// the default enclave keep their plain names, as KES stores them; other
+// enclaves use a prefix with '.', which no valid key name contains.
+func storeName(enclave, name string) string {
+	if enclave == DefaultEnclave {
+		return name
+	}
+	return storePrefix(enclave) + name
+}
+
+func storePrefix(enclave string) string {
+	if enclave == DefaultEnclave {
+		return ""
+	}
+	return "keyraft.e." + enclave + "."
+}
+
+// propose applies a command on the leader. It maps "not the leader" to a
+// 503 so a client retries (MinIO retries 503 on the same node).
+func (s *Service) propose(ctx context.Context, cmd fsm.Command) (uint64, error) {
+	idx, err := s.cfg.Proposer.Apply(ctx, cmd)
+	if errors.Is(err, ErrNotLeader) {
+		return 0, errUnavailable
+	}
+	return idx, err
+}
+
+var errUnavailable = kes.Error{Code: 503, Message: "cluster has no leader: try again"}
+
+func internal(format string, args ...any) error { return fmt.Errorf("enclave: "+format, args...) }
