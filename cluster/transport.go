@@ -131,10 +131,10 @@ func dial(ctx context.Context, addr string, kind byte, cfg *tls.Config, authoriz
 
 // subListener is a net.Listener fed by the mux.
 type subListener struct {
-	addr  net.Addr
-	ch    chan net.Conn
-	done  chan struct{}
-	once  sync.Once
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
 }
 
 func newSubListener(addr net.Addr) *subListener {

@@ -80,4 +80,3 @@ func (c *keyCache) lastUse(enclave, name string) int64 {
 	}
 	return 0
 }
-

@@ -95,7 +95,9 @@ func (c *change) put(bucket []byte, key string, v any) {
 	c.puts = append(c.puts, kv{bucket, key, b})
 }
 
-func (c *change) del(bucket []byte, key string) { c.dels = append(c.dels, kv{bucket: bucket, key: key}) }
+func (c *change) del(bucket []byte, key string) {
+	c.dels = append(c.dels, kv{bucket: bucket, key: key})
+}
 
 func (c *change) do(fn func()) { c.mem = append(c.mem, fn) }
 
