@@ -1,0 +1,196 @@
+package client
+
+import (
+	"context"
+	"time"
+)
+
+// KeyInfo describes a key (GET /v1/key/describe/<name>).
+type KeyInfo struct {
+	Name      string    `json:"name"`
+	Algorithm string    `json:"algorithm,omitempty"` // "AES256" or "ChaCha20"
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	CreatedBy string    `json:"created_by,omitempty"` // identity of the creator
+}
+
+// DEK is a data encryption key: the plaintext key and the same key encrypted
+// under a master key. Callers should clear Plaintext when done.
+type DEK struct {
+	Plaintext  []byte
+	Ciphertext []byte
+}
+
+// DecryptItem is one ciphertext of a bulk decryption.
+type DecryptItem struct {
+	Ciphertext []byte `json:"ciphertext"`
+	Context    []byte `json:"context,omitempty"`
+}
+
+// CreateKey creates a key with a fresh random secret (POST
+// /v1/key/create/<name>). It returns ErrKeyExists if the key exists and
+// ErrNotAllowed if the policy forbids it. It fails over to another endpoint
+// only when the request never reached a server.
+func (c *Client) CreateKey(ctx context.Context, name string) error {
+	return c.call(ctx, &request{method: "POST", path: resource("/v1/key/create/", name), enclave: true}, nil)
+}
+
+// ImportKey creates a key from 32 bytes of key material (POST
+// /v1/key/import/<name>). cipher is "AES256" or "ChaCha20" (the server also
+// accepts "AES256-GCM_SHA256" and "XCHACHA20-POLY1305"); "" sends "AES256",
+// as the KES SDK does. It returns ErrKeyExists if the key exists; the server
+// answers 406 for an unknown cipher or a wrong key size. Retried like CreateKey.
+func (c *Client) ImportKey(ctx context.Context, name string, key []byte, cipher string) error {
+	if cipher == "" {
+		cipher = "AES256"
+	}
+	body, err := jsonBody(struct {
+		Key    []byte `json:"key"`
+		Cipher string `json:"cipher"`
+	}{key, cipher})
+	if err != nil {
+		return err
+	}
+	defer clear(body)
+	return c.call(ctx, &request{method: "POST", path: resource("/v1/key/import/", name), body: body, enclave: true}, nil)
+}
+
+// DescribeKey returns metadata about a key; ErrKeyNotFound if it does not exist.
+func (c *Client) DescribeKey(ctx context.Context, name string) (KeyInfo, error) {
+	var info KeyInfo
+	err := c.call(ctx, &request{method: "GET", path: resource("/v1/key/describe/", name), enclave: true, idempotent: true}, &info)
+	return info, err
+}
+
+// DeleteKey deletes a key (DELETE /v1/key/delete/<name>); ErrKeyNotFound if it
+// does not exist. Retried like CreateKey.
+func (c *Client) DeleteKey(ctx context.Context, name string) error {
+	return c.call(ctx, &request{method: "DELETE", path: resource("/v1/key/delete/", name), enclave: true}, nil)
+}
+
+// GenerateKey returns a new 32-byte data key and its encryption under the key
+// name, bound to the associated data cryptoCtx (may be nil) (POST
+// /v1/key/generate/<name>). It returns ErrKeyNotFound if the key does not exist.
+func (c *Client) GenerateKey(ctx context.Context, name string, cryptoCtx []byte) (DEK, error) {
+	body, err := jsonBody(struct {
+		Context []byte `json:"context,omitempty"`
+	}{cryptoCtx})
+	if err != nil {
+		return DEK{}, err
+	}
+	var resp struct {
+		Plaintext  []byte `json:"plaintext"`
+		Ciphertext []byte `json:"ciphertext"`
+	}
+	err = c.call(ctx, &request{method: "POST", path: resource("/v1/key/generate/", name), body: body, enclave: true, idempotent: true}, &resp)
+	if err != nil {
+		return DEK{}, err
+	}
+	return DEK{Plaintext: resp.Plaintext, Ciphertext: resp.Ciphertext}, nil
+}
+
+// Encrypt encrypts plaintext with the key name, bound to cryptoCtx (POST
+// /v1/key/encrypt/<name>). It returns ErrKeyNotFound if the key does not
+// exist. The request body holding the plaintext is cleared afterwards.
+func (c *Client) Encrypt(ctx context.Context, name string, plaintext, cryptoCtx []byte) ([]byte, error) {
+	body, err := jsonBody(struct {
+		Plaintext []byte `json:"plaintext"`
+		Context   []byte `json:"context,omitempty"`
+	}{plaintext, cryptoCtx})
+	if err != nil {
+		return nil, err
+	}
+	defer clear(body)
+	var resp struct {
+		Ciphertext []byte `json:"ciphertext"`
+	}
+	err = c.call(ctx, &request{method: "POST", path: resource("/v1/key/encrypt/", name), body: body, enclave: true, idempotent: true}, &resp)
+	return resp.Ciphertext, err
+}
+
+// Decrypt decrypts a ciphertext produced by Encrypt or GenerateKey under the
+// key name with the same cryptoCtx (POST /v1/key/decrypt/<name>). It returns
+// ErrDecrypt when the ciphertext or context is not authentic and
+// ErrKeyNotFound if the key does not exist.
+func (c *Client) Decrypt(ctx context.Context, name string, ciphertext, cryptoCtx []byte) ([]byte, error) {
+	body, err := jsonBody(struct {
+		Ciphertext []byte `json:"ciphertext"`
+		Context    []byte `json:"context,omitempty"`
+	}{ciphertext, cryptoCtx})
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Plaintext []byte `json:"plaintext"`
+	}
+	err = c.call(ctx, &request{method: "POST", path: resource("/v1/key/decrypt/", name), body: body, enclave: true, idempotent: true}, &resp)
+	return resp.Plaintext, err
+}
+
+// BulkDecrypt decrypts several ciphertexts under the key name in one request
+// (POST /v1/key/bulk/decrypt/<name>, body a JSON array of {ciphertext,
+// context}, response an array of {plaintext}). The plaintexts are returned in
+// input order. The first failing item fails the whole call (ErrDecrypt); a
+// response with a different number of items is an error.
+func (c *Client) BulkDecrypt(ctx context.Context, name string, items []DecryptItem) ([][]byte, error) {
+	if items == nil {
+		items = []DecryptItem{}
+	}
+	body, err := jsonBody(items)
+	if err != nil {
+		return nil, err
+	}
+	var resp []struct {
+		Plaintext []byte `json:"plaintext"`
+	}
+	err = c.call(ctx, &request{method: "POST", path: resource("/v1/key/bulk/decrypt/", name), body: body, enclave: true, idempotent: true}, &resp)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp) != len(items) {
+		for _, r := range resp {
+			clear(r.Plaintext)
+		}
+		return nil, errCount(len(items), len(resp))
+	}
+	out := make([][]byte, len(resp))
+	for i, r := range resp {
+		out[i] = r.Plaintext
+	}
+	return out, nil
+}
+
+// HMAC returns the HMAC-SHA256 of message under the key's HMAC key (PUT
+// /v1/key/hmac/<name>). It returns ErrKeyNotFound if the key does not exist;
+// a key without an HMAC key yields a 409 Error.
+func (c *Client) HMAC(ctx context.Context, name string, message []byte) ([]byte, error) {
+	if message == nil {
+		message = []byte{}
+	}
+	body, err := jsonBody(struct {
+		Message []byte `json:"message"`
+	}{message})
+	if err != nil {
+		return nil, err
+	}
+	defer clear(body)
+	var resp struct {
+		HMAC []byte `json:"hmac"`
+	}
+	err = c.call(ctx, &request{method: "PUT", path: resource("/v1/key/hmac/", name), body: body, enclave: true, idempotent: true}, &resp)
+	return resp.HMAC, err
+}
+
+// ListKeys returns one page of key names starting with prefix ("" = all) and
+// the name at which the next page starts ("" when this is the last page).
+// continueAt is "" for the first page, else the value returned by the
+// previous call; it is sent as the query parameter "continue".
+func (c *Client) ListKeys(ctx context.Context, prefix, continueAt string) ([]string, string, error) {
+	return c.listPage(ctx, "/v1/key/list/", prefix, continueAt)
+}
+
+// ListAllKeys returns all key names starting with prefix, following pages
+// (see the package documentation for the server requirement). On error it
+// returns the names collected so far together with the error.
+func (c *Client) ListAllKeys(ctx context.Context, prefix string) ([]string, error) {
+	return listAll(ctx, prefix, c.ListKeys)
+}
