@@ -55,14 +55,16 @@
 //
 // # Listing
 //
-// ListKeys, ListPolicies and ListIdentities return one page and the name at
-// which the next page starts ("continue_at"). ListAllKeys and friends follow
-// the pages by sending the same prefix with the query parameter
-// ?continue=<continue_at>; the server must then list names >= continue_at
-// (inclusive: KES's continue_at is the first name not yet returned). A server
-// that ignores the parameter returns the same continue_at again, which the
-// helpers report as an error instead of looping. The legacy NDJSON listing
-// format (KES 2023) is accepted too.
+// ListKeys, ListPolicies and ListIdentities return one page and the
+// server's "continue_at" marker ("" on the last page). ListAllKeys and
+// friends follow the pages by sending the same prefix with the query
+// parameter ?continue=<continue_at>. The server must resume consistently
+// with its marker: either the marker is the first name not yet returned (as
+// in KES) and the next page starts at it, or the marker is the last name
+// returned (as in Keyraft) and the next page starts after it; names repeated
+// across pages are dropped. A server that ignores the parameter returns the
+// same marker again, which the helpers report as ErrListStalled instead of
+// looping. The legacy NDJSON listing format (KES 2023) is accepted too.
 //
 // A Client is safe for concurrent use; the per-endpoint health state is shared
 // by every Client derived from it with Enclave or Node.

@@ -181,8 +181,8 @@ func (c *Client) HMAC(ctx context.Context, name string, message []byte) ([]byte,
 }
 
 // ListKeys returns one page of key names starting with prefix ("" = all) and
-// the name at which the next page starts ("" when this is the last page).
-// continueAt is "" for the first page, else the value returned by the
+// the server's continue_at marker ("" when this is the last page).
+// continueAt is "" for the first page, else the marker returned by the
 // previous call; it is sent as the query parameter "continue".
 func (c *Client) ListKeys(ctx context.Context, prefix, continueAt string) ([]string, string, error) {
 	return c.listPage(ctx, "/v1/key/list/", prefix, continueAt)

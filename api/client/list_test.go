@@ -11,26 +11,35 @@ import (
 	"testing"
 )
 
-// pagingHandler serves names in pages of pageSize and honours ?continue=
-// (inclusive), as the Keyraft server must.
-func pagingHandler(names []string, pageSize int, honourContinue bool) http.HandlerFunc {
+// Paging modes of a test server.
+const (
+	ignoreContinue = iota // real KES: ?continue is ignored
+	inclusive             // continue_at = first name not returned; resume at it
+	exclusive             // continue_at = last name returned; resume after it (Keyraft)
+)
+
+// pagingHandler serves names in pages of pageSize.
+func pagingHandler(names []string, pageSize, mode int) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		prefix := strings.TrimPrefix(r.URL.Path, "/v1/key/list/")
-		start := ""
-		if honourContinue {
-			start = r.URL.Query().Get("continue")
-		}
-		var page []string
-		next := ""
+		cont := r.URL.Query().Get("continue")
+		var matching []string
 		for _, n := range names {
-			if !strings.HasPrefix(n, prefix) || n < start {
+			if !strings.HasPrefix(n, prefix) {
 				continue
 			}
-			if len(page) == pageSize {
-				next = n
-				break
+			if cont != "" && (mode == inclusive && n < cont || mode == exclusive && n <= cont) {
+				continue
 			}
-			page = append(page, n)
+			matching = append(matching, n)
+		}
+		page, next := matching, ""
+		if len(matching) > pageSize {
+			page = matching[:pageSize]
+			next = matching[pageSize]
+			if mode == exclusive {
+				next = matching[pageSize-1]
+			}
 		}
 		replyJSON(w, map[string]any{"names": page, "continue_at": next})
 	}
@@ -43,26 +52,28 @@ func TestListAllKeysPaging(t *testing.T) {
 	}
 	names = append(names, "other")
 	sort.Strings(names)
-	srv := newTestServer(t, pagingHandler(names, 1024, true))
-	c := newClient(t, []string{srv.URL})
-	got, err := c.ListAllKeys(context.Background(), "key-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, names[:2500]) {
-		t.Fatalf("got %d names (first %v), want 2500", len(got), got[:min(3, len(got))])
-	}
-	if srv.hits.Load() != 3 {
-		t.Fatalf("%d page requests, want 3", srv.hits.Load())
-	}
-	if q := srv.last(t).Query; q != "continue=key-2048" {
-		t.Fatalf("last query %q", q)
+	for mode, lastQuery := range map[int]string{inclusive: "continue=key-2048", exclusive: "continue=key-2047"} {
+		srv := newTestServer(t, pagingHandler(names, 1024, mode))
+		c := newClient(t, []string{srv.URL})
+		got, err := c.ListAllKeys(context.Background(), "key-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, names[:2500]) {
+			t.Fatalf("mode %d: got %d names (first %v), want 2500", mode, len(got), got[:min(3, len(got))])
+		}
+		if srv.hits.Load() != 3 {
+			t.Fatalf("mode %d: %d page requests, want 3", mode, srv.hits.Load())
+		}
+		if q := srv.last(t).Query; q != lastQuery {
+			t.Fatalf("mode %d: last query %q, want %q", mode, q, lastQuery)
+		}
 	}
 }
 
 func TestListAllKeysStalled(t *testing.T) {
 	names := []string{"a", "b", "c"}
-	srv := newTestServer(t, pagingHandler(names, 2, false)) // ignores ?continue
+	srv := newTestServer(t, pagingHandler(names, 2, ignoreContinue))
 	got, err := newClient(t, []string{srv.URL}).ListAllKeys(context.Background(), "")
 	if !errors.Is(err, ErrListStalled) {
 		t.Fatalf("err = %v, want ErrListStalled", err)
