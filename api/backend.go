@@ -36,7 +36,13 @@ type Backend interface {
 	ReadPolicy(ctx context.Context, enclaveName, name string) (enclave.Policy, error)
 	ListPolicies(ctx context.Context, enclaveName, prefix string) ([]string, error)
 	DescribeIdentity(ctx context.Context, enclaveName, identity string) (enclave.IdentityInfo, error)
+	// ListIdentities includes the enclave's admin identity when it matches
+	// prefix.
 	ListIdentities(ctx context.Context, enclaveName, prefix string) ([]string, error)
+	// SelfDescribe describes identity with its policy rules (PolicyRules nil
+	// for the admin); an identity without a policy is kes.ErrIdentityNotFound.
+	// Besides /v1/identity/self/describe, the api calls it after a denial to
+	// apply the bare-path policy rule (see Server.authorize).
 	SelfDescribe(ctx context.Context, enclaveName, identity string) (enclave.SelfInfo, error)
 
 	// KeystoreStatus reports the keystore's health: its latency, or an error

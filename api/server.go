@@ -1,0 +1,330 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keyraft/keyraft/internal/kes"
+)
+
+// streamBuffer is how many events a log-stream subscriber may lag behind
+// before further events are dropped for it.
+const streamBuffer = 256
+
+// Config configures a Server. Only Backend is required.
+type Config struct {
+	// Backend serves the domain operations. Required.
+	Backend Backend
+	// Logger receives internal errors (with their full text) and debug
+	// information. nil means no logging. The Server logs through a sub-logger
+	// named "api".
+	Logger hclog.Logger
+	// Routes overrides route defaults by path (config api.<path>), e.g.
+	// "/v1/status" or "/v1/key/create/" (the trailing slash of a prefix
+	// route may be omitted).
+	Routes map[string]RouteConfig
+	// AuditOut receives one JSON audit line per audited request. nil means
+	// os.Stdout; io.Discard turns console auditing off. Writes are
+	// serialized; write errors are ignored.
+	AuditOut io.Writer
+	// Version and Commit are reported by /version and /v1/status; empty
+	// means "<unknown>".
+	Version, Commit string
+	// Registry is the Prometheus registry /v1/metrics exposes; the Server
+	// registers the KES metrics in it. nil means a new private registry, so
+	// that many Servers can coexist in one process.
+	Registry *prometheus.Registry
+}
+
+// Server is the KES v1 HTTP API. It implements http.Handler and is safe for
+// concurrent use.
+type Server struct {
+	backend  Backend
+	log      hclog.Logger
+	version  string
+	commit   string
+	router   *router
+	start    time.Time
+	registry *prometheus.Registry
+	metrics  *metrics
+	promHTTP http.Handler
+
+	auditMu     sync.Mutex
+	auditOut    io.Writer // nil when console auditing is off
+	auditStream *Multicast
+	errorStream *Multicast
+}
+
+// New returns a Server for cfg. It fails if cfg.Backend is nil, if a route
+// override names a path that is not a route, or if the KES metrics cannot be
+// registered in cfg.Registry (e.g. because they already are).
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("api: no backend")
+	}
+	rt, err := newRouter(routeTable(), cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	s := &Server{
+		backend:     cfg.Backend,
+		log:         logger.Named("api"),
+		version:     orUnknown(cfg.Version),
+		commit:      orUnknown(cfg.Commit),
+		router:      rt,
+		start:       time.Now(),
+		registry:    cfg.Registry,
+		auditOut:    cfg.AuditOut,
+		auditStream: NewMulticast(streamBuffer),
+		errorStream: NewMulticast(streamBuffer),
+	}
+	if s.auditOut == nil {
+		s.auditOut = os.Stdout
+	} else if s.auditOut == io.Discard {
+		s.auditOut = nil
+	}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	if s.metrics, err = newMetrics(s.registry, s.start); err != nil {
+		return nil, err
+	}
+	s.promHTTP = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: promLogger{s.log}})
+	return s, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "<unknown>"
+	}
+	return s
+}
+
+// Registry returns the Prometheus registry served at /v1/metrics, so that
+// other components (cluster, cache) can register their metrics in it.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// APIs returns the route table, sorted by path, with overrides applied.
+func (s *Server) APIs() []RouteInfo {
+	infos := make([]RouteInfo, 0, len(s.router.all))
+	for _, r := range s.router.all {
+		infos = append(infos, r.info())
+	}
+	slices.SortFunc(infos, func(a, b RouteInfo) int { return strings.Compare(a.Path, b.Path) })
+	return infos
+}
+
+// Close ends every open log stream (/v1/log/error, /v1/log/audit) and makes
+// new streams end immediately; other requests are still served. Call it
+// before http.Server.Shutdown, which waits for open streams otherwise
+// (NewHTTPServer registers it with RegisterOnShutdown). Close is idempotent
+// and always returns nil.
+func (s *Server) Close() error {
+	s.auditStream.Close()
+	s.errorStream.Close()
+	return nil
+}
+
+// NewHTTPServer returns an *http.Server for h with KES's server settings:
+// ReadHeaderTimeout 5 s, IdleTimeout 90 s, no ReadTimeout or WriteTimeout
+// (routes set their own deadlines), and a clone of tlsConfig that offers
+// HTTP/2 and HTTP/1.1 via ALPN (NextProtos "h2", "http/1.1" unless set) with
+// at least TLS 1.2. Serve it with srv.ServeTLS(listener, "", "") or
+// srv.ListenAndServeTLS("", ""); tlsConfig must carry the server certificate
+// (Certificates or GetCertificate/GetConfigForClient) and a client-auth
+// mode. If h is a *Server, its Close is registered with RegisterOnShutdown
+// so that Shutdown ends the log streams.
+func NewHTTPServer(h http.Handler, tlsConfig *tls.Config) *http.Server {
+	var cfg *tls.Config
+	if tlsConfig != nil {
+		cfg = tlsConfig.Clone()
+	} else {
+		cfg = &tls.Config{}
+	}
+	if len(cfg.NextProtos) == 0 {
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+	}
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         cfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       90 * time.Second,
+	}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
+	if s, ok := h.(*Server); ok {
+		srv.RegisterOnShutdown(func() { _ = s.Close() })
+	}
+	return srv
+}
+
+// request is a matched request with everything the handlers need.
+type request struct {
+	*http.Request
+	route    *route
+	resource string // decoded path remainder after a prefix route's path
+	bare     bool   // path was the prefix route's path without trailing '/'
+	enclave  string // selected enclave; "" for routes that need none
+	identity string // caller identity; "" if unknown
+	// identErr is why identity is empty on an identify-only route.
+	identErr error
+	// identified reports that identity resolution was attempted.
+	identified bool
+}
+
+// ServeHTTP serves one API request: route match, method check, body limit,
+// deadline, enclave selection, authentication and authorisation, the
+// handler, then metrics and the audit event.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt, resource, bare := s.router.match(r.URL.Path)
+	req := &request{Request: r, route: rt, resource: resource, bare: bare}
+	sw := &statusWriter{ResponseWriter: w}
+
+	timed := rt != nil && !rt.stream
+	if timed {
+		s.metrics.active.Inc()
+	}
+	s.serve(sw, w, req)
+	if timed {
+		s.metrics.active.Dec()
+		s.metrics.latency.Observe(time.Since(start).Seconds())
+	}
+	if rt != nil && rt.counted {
+		s.metrics.count(sw.status())
+	}
+	if rt == nil || rt.audited {
+		s.audit(req, sw.status(), start)
+	}
+}
+
+// serve runs the request pipeline up to and including the handler. w is
+// the wrapped writer; raw is the server's writer, which MaxBytesReader needs
+// to close the connection when a body is too large.
+func (s *Server) serve(w http.ResponseWriter, raw http.ResponseWriter, req *request) {
+	rt := req.route
+	if rt == nil {
+		http.NotFound(w, req.Request)
+		return
+	}
+	if !rt.allows(req.Method) {
+		w.Header().Set("Accept", rt.method)
+		writeError(w, kes.NewError(http.StatusMethodNotAllowed, "received method '%s' expected '%s'", req.Method, rt.method))
+		return
+	}
+	if req.Body != nil {
+		req.Body = http.MaxBytesReader(raw, req.Body, rt.bodyLimit(req.ContentLength))
+	}
+	if rt.timeout > 0 {
+		ctx, cancel := context.WithTimeout(req.Context(), rt.timeout)
+		defer cancel()
+		// Not every writer supports deadlines (e.g. in unit tests); the
+		// context deadline still bounds the backend call.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(rt.timeout))
+		req.Request = req.WithContext(ctx)
+	}
+	if rt.auth != authNone {
+		enc, err := selectEnclave(req.Request)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		req.enclave = enc
+	}
+	if err := s.authenticate(req); err != nil {
+		s.fail(w, req, err)
+		return
+	}
+	if err := rt.handle(s, w, req); err != nil {
+		s.fail(w, req, err)
+	}
+}
+
+// fail answers a request with err: a kes.Error (possibly wrapped) is sent
+// as is; anything else is logged in full and answered with 500 and the
+// route's generic message.
+func (s *Server) fail(w http.ResponseWriter, req *request, err error) {
+	var e kes.Error
+	if errors.As(err, &e) && e.Code >= 400 && e.Code <= 599 {
+		writeError(w, e)
+		return
+	}
+	msg := "internal server error"
+	if req.route != nil && req.route.failMsg != "" {
+		msg = req.route.failMsg
+	}
+	args := []any{"method", req.Method, "path", req.URL.Path, "enclave", req.enclave, "identity", req.identity, "error", err}
+	if ctxErr := req.Context().Err(); ctxErr != nil {
+		// The client went away or the route deadline passed: not a
+		// server fault worth an error-level entry.
+		s.log.Warn(msg, append(args, "context", ctxErr)...)
+	} else {
+		s.log.Error(msg, args...)
+	}
+	writeError(w, kes.Error{Code: http.StatusInternalServerError, Message: msg})
+}
+
+// statusWriter records the status code a handler sent. It forwards Flush
+// and exposes the underlying writer to http.ResponseController.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush sends buffered data to the client, if the underlying writer can.
+func (w *statusWriter) Flush() {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap returns the underlying writer (for http.ResponseController).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// status is the status sent, 200 if the handler wrote nothing.
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// promLogger adapts hclog to promhttp's error logger.
+type promLogger struct{ log hclog.Logger }
+
+func (l promLogger) Println(v ...any) { l.log.Error("metrics", "error", v) }
