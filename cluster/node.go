@@ -57,6 +57,9 @@ type Config struct {
 	// OnFatal is called when the FSM reports a fatal apply error. The
 	// default panics: a replica that skips a command diverges.
 	OnFatal func(error)
+	// Dial, if set, opens the TCP connections to peers (tests inject
+	// network faults here). Default: net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// SnapshotThreshold overrides Raft's log-entries-per-snapshot (tests).
 	SnapshotThreshold uint64
 }
@@ -73,6 +76,7 @@ type Node struct {
 	rpcServer *http.Server
 	rpcClient *http.Client
 	clientTLS *tls.Config
+	hadState  bool
 }
 
 // Start opens the node's stores, starts Raft on the cluster port and, if
@@ -115,7 +119,7 @@ func Start(cfg Config) (*Node, error) {
 		n.mux.close()
 		return nil, fmt.Errorf("cluster: advertise address %q: %w", cfg.Advertise, err)
 	}
-	stream := &streamLayer{subListener: n.mux.raft, advertise: advertise, tlsConfig: n.clientTLS, authorize: cfg.Authorize}
+	stream := &streamLayer{subListener: n.mux.raft, advertise: advertise, tlsConfig: n.clientTLS, authorize: cfg.Authorize, dial: cfg.Dial}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,
@@ -134,7 +138,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.rpcClient = &http.Client{Transport: &http.Transport{
 		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return dial(ctx, addr, kindRPC, n.clientTLS, cfg.Authorize)
+			return dial(ctx, cfg.Dial, addr, kindRPC, n.clientTLS, cfg.Authorize)
 		},
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
@@ -170,12 +174,13 @@ func (n *Node) startRaft() error {
 		store.Close()
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
 	}
+	has, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	n.hadState = has
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(store, store, snaps)
-		if err != nil {
-			store.Close()
-			return fmt.Errorf("cluster: %w", err)
-		}
 		if !has {
 			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr()}}}
 			if err := raft.BootstrapCluster(rc, store, store, snaps, n.transport, conf); err != nil {
@@ -342,3 +347,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() { s.s.Release() }
+
+// HasState reports whether the node had Raft state (log or snapshots) when
+// it started: a node without it is new and must join or bootstrap.
+func (n *Node) HasState() bool { return n.hadState }

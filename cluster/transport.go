@@ -104,13 +104,19 @@ func (m *mux) close() error {
 }
 
 // dial opens an authenticated connection of the given kind to addr.
-func dial(ctx context.Context, addr string, kind byte, cfg *tls.Config, authorize func(string) bool) (*tls.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
-	c, err := d.DialContext(ctx, "tcp", addr)
+func dial(ctx context.Context, dialTCP dialFunc, addr string, kind byte, cfg *tls.Config, authorize func(string) bool) (*tls.Conn, error) {
+	if dialTCP == nil {
+		dialTCP = (&net.Dialer{}).DialContext
+	}
+	raw, err := dialTCP(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial %s: %w", addr, err)
 	}
-	conn := c.(*tls.Conn)
+	conn := tls.Client(raw, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("cluster: dial %s: %w", addr, err)
+	}
 	cs := conn.ConnectionState()
 	// The server has no client-facing certificate rules of its own here:
 	// a member's certificate identity is what counts, as on the accept side.
@@ -128,6 +134,8 @@ func dial(ctx context.Context, addr string, kind byte, cfg *tls.Config, authoriz
 	_ = conn.SetWriteDeadline(time.Time{})
 	return conn, nil
 }
+
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // subListener is a net.Listener fed by the mux.
 type subListener struct {
@@ -170,6 +178,7 @@ type streamLayer struct {
 	advertise net.Addr
 	tlsConfig *tls.Config
 	authorize func(string) bool
+	dial      dialFunc
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
@@ -177,5 +186,5 @@ func (s *streamLayer) Addr() net.Addr { return s.advertise }
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return dial(ctx, string(address), kindRaft, s.tlsConfig, s.authorize)
+	return dial(ctx, s.dial, string(address), kindRaft, s.tlsConfig, s.authorize)
 }

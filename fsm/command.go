@@ -170,6 +170,9 @@ type Member struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	APIAddr  string `json:"api_addr"`
+	// Identity is the hex SHA-256 of the member's certificate public key;
+	// only members' identities may connect to the cluster port.
+	Identity string `json:"identity"`
 }
 
 // PutMember records a member's addresses. It fails with ErrRemoved if the id

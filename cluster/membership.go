@@ -1,0 +1,181 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Server is one entry of the Raft configuration.
+type Server struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Voter   bool   `json:"voter"`
+}
+
+// Servers returns the current Raft configuration.
+func (n *Node) Servers() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("cluster: configuration: %w", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddVoter adds (or re-addresses) a voting member. It is idempotent and
+// must run on the leader (else ErrNotLeader).
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	servers, err := n.Servers()
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		if s.ID == id && s.Address == addr && s.Voter {
+			return nil
+		}
+	}
+	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeoutOf(ctx)).Error(); err != nil {
+		return fmt.Errorf("cluster: add voter %s: %w", id, mapNotLeader(err))
+	}
+	return nil
+}
+
+// RemoveServer removes a member from the Raft configuration. It must run on
+// the leader. Removing an id that is not a member is not an error.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, timeoutOf(ctx)).Error(); err != nil {
+		return fmt.Errorf("cluster: remove %s: %w", id, mapNotLeader(err))
+	}
+	return nil
+}
+
+// Info is a node's own view of itself, served to peers for status.
+type Info struct {
+	ID           string    `json:"id"`
+	State        string    `json:"state"`
+	Term         uint64    `json:"term"`
+	AppliedIndex uint64    `json:"applied_index"`
+	CommitIndex  uint64    `json:"commit_index"`
+	LastContact  time.Time `json:"last_contact,omitempty"`
+	LeaderID     string    `json:"leader_id,omitempty"`
+}
+
+// Info returns this node's Raft state.
+func (n *Node) Info() Info {
+	st := n.raft.Stats()
+	info := Info{ID: n.cfg.ID, State: n.raft.State().String(), AppliedIndex: n.cfg.FSM.AppliedIndex()}
+	info.Term, _ = strconv.ParseUint(st["term"], 10, 64)
+	info.CommitIndex, _ = strconv.ParseUint(st["commit_index"], 10, 64)
+	if n.IsLeader() {
+		info.LastContact = time.Now()
+	} else if lc := n.raft.LastContact(); !lc.IsZero() {
+		info.LastContact = lc
+	}
+	if id, _, err := n.Leader(); err == nil {
+		info.LeaderID = id
+	}
+	return info
+}
+
+// RestoreSnapshot replaces the cluster's state with a snapshot written by
+// fsm.Snapshot.WriteTo, through Raft so every member installs it. It must
+// run on the leader.
+func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax}
+	if err := n.raft.Restore(meta, r, timeoutOf(ctx)); err != nil {
+		return fmt.Errorf("cluster: restore snapshot: %w", mapNotLeader(err))
+	}
+	return nil
+}
+
+// Call sends a JSON request over the cluster RPC channel to the member at
+// addr (its cluster address) and decodes the JSON answer into out (if not
+// nil). A non-2xx answer is returned as an *RPCError.
+func (n *Node) Call(ctx context.Context, addr, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := n.rpcClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cluster: call %s%s: %w", addr, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return &RPCError{Status: resp.StatusCode, Message: string(bytes.TrimSpace(msg))}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("cluster: call %s%s: decode: %w", addr, path, err)
+	}
+	return nil
+}
+
+// CallLeader is Call to the current leader. With no leader it waits up to
+// wait for one, then returns ErrNoLeader.
+func (n *Node) CallLeader(ctx context.Context, wait time.Duration, path string, in, out any) error {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := n.WaitLeader(wctx); err != nil {
+		return err
+	}
+	_, addr, err := n.Leader()
+	if err != nil {
+		return err
+	}
+	return n.Call(ctx, addr, path, in, out)
+}
+
+// RPCError is a failed cluster RPC answer.
+type RPCError struct {
+	Status  int
+	Message string
+}
+
+func (e *RPCError) Error() string { return fmt.Sprintf("cluster rpc: %d %s", e.Status, e.Message) }
+
+func timeoutOf(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return time.Until(d)
+	}
+	return 10 * time.Second
+}
+
+func mapNotLeader(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	return err
+}
