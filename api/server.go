@@ -42,6 +42,8 @@ type Config struct {
 	// Version and Commit are reported by /version and /v1/status; empty
 	// means "<unknown>".
 	Version, Commit string
+	// Cluster serves the /v1/cluster/* routes; nil leaves them out.
+	Cluster Cluster
 	// Registry is the Prometheus registry /v1/metrics exposes; the Server
 	// registers the KES metrics in it. nil means a new private registry, so
 	// that many Servers can coexist in one process.
@@ -52,6 +54,7 @@ type Config struct {
 // concurrent use.
 type Server struct {
 	backend  Backend
+	cluster  Cluster
 	log      hclog.Logger
 	version  string
 	commit   string
@@ -74,7 +77,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("api: no backend")
 	}
-	rt, err := newRouter(routeTable(), cfg.Routes)
+	table := routeTable()
+	if cfg.Cluster != nil {
+		table = append(table, clusterRoutes()...)
+	}
+	rt, err := newRouter(table, cfg.Routes)
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +91,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		backend:     cfg.Backend,
+		cluster:     cfg.Cluster,
 		log:         logger.Named("api"),
 		version:     orUnknown(cfg.Version),
 		commit:      orUnknown(cfg.Commit),

@@ -51,7 +51,7 @@ TLS certificates and the policies.`,
 }
 
 func runServer(cmd *cobra.Command, configFile, addr, auth string, dev bool) error {
-	logger := hclog.New(&hclog.LoggerOptions{Name: "keyraft", Level: hclog.Info, Output: os.Stderr})
+	logger := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "keyraft", Level: hclog.Info, Output: os.Stderr})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyraft/keyraft/api"
 	"github.com/keyraft/keyraft/cluster"
 	"github.com/keyraft/keyraft/fsm"
 	"github.com/keyraft/keyraft/internal/kes"
@@ -21,39 +22,32 @@ import (
 var errRemovedID = kes.Error{Code: 400, Message: "node id was removed from the cluster and cannot be reused"}
 
 // JoinRequest is what a joining node sends to /v1/cluster/join.
-type JoinRequest struct {
-	ID       string `json:"id"`
-	RaftAddr string `json:"raft_addr"`
-	APIAddr  string `json:"api_addr"`
-}
+type JoinRequest = api.ClusterMember
 
 // JoinResponse lists the members the joining node must trust.
 type JoinResponse struct {
-	Members []fsm.Member `json:"members"`
+	Members []api.ClusterMember `json:"members"`
 }
 
-// Join adds a member on behalf of an authorized API caller. identity is the
-// certificate identity the new member will use on the cluster port. Joining
-// is idempotent. Runs on the leader, or is forwarded to it.
-func (s *Server) Join(ctx context.Context, req JoinRequest, identity string) (JoinResponse, error) {
-	m := fsm.Member{ID: req.ID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, Identity: identity}
+// addMember runs on the leader, or is forwarded to it. Adding is
+// idempotent.
+func (s *Server) addMember(ctx context.Context, m fsm.Member) ([]fsm.Member, error) {
 	if m.ID == "" || m.RaftAddr == "" || m.Identity == "" {
-		return JoinResponse{}, kes.Error{Code: 400, Message: "invalid join request: id, raft_addr and identity are required"}
+		return nil, kes.Error{Code: 400, Message: "invalid member: id, raft_addr and identity are required"}
 	}
 	if s.node.IsLeader() {
-		members, err := s.execJoin(ctx, m)
-		return JoinResponse{Members: members}, err
+		return s.execJoin(ctx, m)
 	}
 	var members []fsm.Member
 	err := retryLeader(ctx, leaderWait, func() error {
 		return s.node.CallLeader(ctx, leaderWait, rpcJoin, m, &members)
 	})
-	return JoinResponse{Members: members}, rpcToKES(err)
+	return members, rpcToKES(err)
 }
 
-// Remove removes a member and retires its id. Runs on the leader, or is
-// forwarded to it.
-func (s *Server) Remove(ctx context.Context, id string) error {
+// removeMember removes a member and retires its id. Runs on the leader,
+// or is forwarded to it.
+func (s *Server) removeMember(ctx context.Context, id string) error {
 	if s.node.IsLeader() {
 		return s.execRemove(ctx, id)
 	}

@@ -66,6 +66,8 @@ type Server struct {
 
 	identity string   // this node's certificate identity (cluster port)
 	trusted  sync.Map // member identities learned when joining, before the FSM has them
+
+	unregisterSink func()
 }
 
 // Start brings a node up: it opens the keystore and state, starts Raft
@@ -284,11 +286,17 @@ func (s *Server) serveAPI(opts Options) error {
 	}
 	var err error
 	s.api, err = api.New(api.Config{
-		Backend: s.svc, Logger: opts.Logger, Routes: routes, AuditOut: auditOut,
+		Backend: s.svc, Cluster: clusterAPI{s}, Logger: opts.Logger, Routes: routes, AuditOut: auditOut,
 		Version: opts.Version, Commit: opts.Commit,
 	})
 	if err != nil {
 		return err
+	}
+	// Error-level logs of every component reach /v1/log/error subscribers.
+	if il, ok := opts.Logger.(hclog.InterceptLogger); ok {
+		sink := hclog.NewSinkAdapter(&hclog.LoggerOptions{Level: hclog.Error, Output: s.api.ErrorLogWriter()})
+		il.RegisterSink(sink)
+		s.unregisterSink = func() { il.DeregisterSink(sink) }
 	}
 	s.apiLn = opts.APIListener
 	if s.apiLn == nil {
@@ -327,6 +335,9 @@ func (s *Server) API() *api.Server { return s.api }
 // partly started Server.
 func (s *Server) Close() error {
 	var errs []error
+	if s.unregisterSink != nil {
+		s.unregisterSink()
+	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.http.Shutdown(ctx); err != nil {

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/keyraft/keyraft/api"
+	"github.com/keyraft/keyraft/cluster"
+	"github.com/keyraft/keyraft/enclave"
+	"github.com/keyraft/keyraft/fsm"
+	"github.com/keyraft/keyraft/internal/kes"
+)
+
+// clusterAPI implements api.Cluster over the node.
+type clusterAPI struct{ s *Server }
+
+var _ api.Cluster = clusterAPI{}
+
+func toMember(m api.ClusterMember) fsm.Member {
+	return fsm.Member{ID: m.ID, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr, Identity: m.Identity}
+}
+
+func fromMembers(ms []fsm.Member) []api.ClusterMember {
+	out := make([]api.ClusterMember, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, api.ClusterMember{ID: m.ID, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr, Identity: m.Identity})
+	}
+	return out
+}
+
+// Join adds the calling node. Allowed for the cluster admin, identities
+// with a policy allowing /v1/cluster/join, and members the admin added
+// beforehand under this id with this identity.
+func (c clusterAPI) Join(ctx context.Context, req api.ClusterMember, identity string) ([]api.ClusterMember, error) {
+	pre, ok := c.s.fsm.Member(req.ID)
+	preAdded := ok && pre.Identity == identity
+	if !preAdded {
+		if err := c.s.svc.Authorize(ctx, enclave.DefaultEnclave, identity, "/v1/cluster/join"); err != nil {
+			return nil, err
+		}
+	}
+	req.Identity = identity
+	ms, err := c.s.addMember(ctx, toMember(req))
+	return fromMembers(ms), err
+}
+
+// Add adds a member on the (already authorized) caller's behalf.
+func (c clusterAPI) Add(ctx context.Context, m api.ClusterMember) ([]api.ClusterMember, error) {
+	ms, err := c.s.addMember(ctx, toMember(m))
+	return fromMembers(ms), err
+}
+
+// Remove removes a member.
+func (c clusterAPI) Remove(ctx context.Context, id string) error { return c.s.removeMember(ctx, id) }
+
+// Status asks every member for its state (in parallel, bounded by ctx).
+func (c clusterAPI) Status(ctx context.Context) (api.ClusterStatus, error) {
+	s := c.s
+	servers, err := s.node.Servers()
+	if err != nil {
+		return api.ClusterStatus{}, err
+	}
+	st := api.ClusterStatus{Node: s.cfg.Cluster.NodeID}
+	if id, _, err := s.node.Leader(); err == nil {
+		st.Leader = id
+	}
+	results := make([]api.ClusterNodeState, len(servers))
+	done := make(chan struct{}, len(servers))
+	for i, srv := range servers {
+		results[i] = api.ClusterNodeState{ClusterMember: api.ClusterMember{ID: srv.ID, RaftAddr: srv.Address}, Voter: srv.Voter}
+		if m, ok := s.fsm.Member(srv.ID); ok {
+			results[i].APIAddr, results[i].Identity = m.APIAddr, m.Identity
+		}
+		go func(r *api.ClusterNodeState) {
+			defer func() { done <- struct{}{} }()
+			var info cluster.Info
+			var err error
+			if r.ID == s.cfg.Cluster.NodeID {
+				info = s.node.Info()
+			} else {
+				err = s.node.Call(ctx, r.RaftAddr, rpcInfo, struct{}{}, &info)
+			}
+			if err != nil {
+				r.Error = err.Error()
+				return
+			}
+			r.State, r.Term, r.AppliedIndex, r.LastContact = info.State, info.Term, info.AppliedIndex, info.LastContact
+		}(&results[i])
+	}
+	for range servers {
+		<-done
+	}
+	st.Members = results
+	return st, nil
+}
+
+// SaveSnapshot writes this node's replicated state.
+func (c clusterAPI) SaveSnapshot(_ context.Context, w io.Writer) error {
+	snap, err := c.s.fsm.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Release()
+	_, err = snap.WriteTo(w)
+	return err
+}
+
+// RestoreSnapshot installs a snapshot cluster-wide through the leader.
+func (c clusterAPI) RestoreSnapshot(ctx context.Context, r io.Reader) error {
+	if !c.s.node.IsLeader() {
+		return kes.Error{Code: 409, Message: "restore must be sent to the leader: see keyraft cluster status"}
+	}
+	if err := c.s.node.RestoreSnapshot(ctx, r); err != nil {
+		if errors.Is(err, fsm.ErrBadSnapshot) {
+			return kes.Error{Code: 400, Message: "not a valid keyraft snapshot"}
+		}
+		return err
+	}
+	return nil
+}
