@@ -1,0 +1,168 @@
+package awstest
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+// call makes one unsigned Secrets Manager call through endpoint and returns
+// the status and body.
+func call(t *testing.T, client *http.Client, endpoint, op, body string) (int, string, error) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, endpoint+"/", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "secretsmanager."+op)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func TestFindKumoHonoursKUMO_BIN(t *testing.T) {
+	t.Setenv("KUMO_BIN", "/nonexistent/kumo")
+	_, err := FindKumo()
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/kumo") {
+		t.Fatalf("FindKumo with a bad KUMO_BIN = %v, want an error naming it", err)
+	}
+}
+
+func TestEmulatorAndProxy(t *testing.T) {
+	emu := Shared(t)
+	p := NewProxy(t, emu.URL)
+	client := &http.Client{Timeout: 5 * time.Second}
+
+	// Forwarding and counting.
+	if code, body, err := call(t, client, p.URL, "CreateSecret", `{"Name":"awstest-a","SecretString":"x"}`); err != nil || code != 200 {
+		t.Fatalf("CreateSecret via proxy = %d %q %v", code, body, err)
+	}
+	if code, body, err := call(t, client, p.URL, "GetSecretValue", `{"SecretId":"awstest-a"}`); err != nil || code != 200 ||
+		!strings.Contains(body, `"SecretString":"x"`) {
+		t.Fatalf("GetSecretValue via proxy = %d %q %v", code, body, err)
+	}
+	if p.Calls("CreateSecret") != 1 || p.Calls("GetSecretValue") != 1 || p.Calls("") != 2 {
+		t.Fatalf("counts: create %d get %d all %d", p.Calls("CreateSecret"), p.Calls("GetSecretValue"), p.Calls(""))
+	}
+
+	// An injected AWS error, for one operation and a limited number of calls.
+	p.Inject("GetSecretValue", 1, Throttle())
+	code, body, err := call(t, client, p.URL, "GetSecretValue", `{"SecretId":"awstest-a"}`)
+	var e struct {
+		Type    string `json:"__type"`
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal([]byte(body), &e)
+	if err != nil || code != http.StatusBadRequest || e.Type != "ThrottlingException" || e.Message != "Rate exceeded" {
+		t.Fatalf("throttled call = %d %q %v", code, body, err)
+	}
+	if code, _, err := call(t, client, p.URL, "GetSecretValue", `{"SecretId":"awstest-a"}`); err != nil || code != 200 {
+		t.Fatalf("call after the injected fault = %d %v", code, err)
+	}
+
+	// A fault after forwarding: the call takes effect, the answer is lost.
+	p.Inject("DeleteSecret", 1, Drop().AfterForward())
+	if _, _, err := call(t, client, p.URL, "DeleteSecret", `{"SecretId":"awstest-a","ForceDeleteWithoutRecovery":true}`); err == nil {
+		t.Fatal("dropped DeleteSecret returned an answer")
+	}
+	if code, _, err := call(t, client, emu.URL, "GetSecretValue", `{"SecretId":"awstest-a"}`); err != nil || code != http.StatusNotFound {
+		t.Fatalf("GetSecretValue after the forwarded delete = %d %v, want 404", code, err)
+	}
+
+	// Every k-th call.
+	p.InjectEvery("ListSecrets", 3, ServerError())
+	var failed int
+	for range 9 {
+		if code, _, _ := call(t, client, p.URL, "ListSecrets", `{}`); code == http.StatusInternalServerError {
+			failed++
+		}
+	}
+	if failed != 3 {
+		t.Fatalf("InjectEvery(3) failed %d of 9 calls, want 3", failed)
+	}
+	p.Clear()
+
+	// A hang holds the call until released.
+	injected := p.Injected()
+	p.Inject("", 1, Hang())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := call(t, client, p.URL, "ListSecrets", `{}`)
+		done <- err
+	}()
+	waitFor(t, func() bool { return p.Injected() > injected })
+	select {
+	case err := <-done:
+		t.Fatalf("hung call returned before release: %v", err)
+	default:
+	}
+	p.ReleaseHangs()
+	if err := <-done; err == nil {
+		t.Fatal("released hung call got an answer, want a closed connection")
+	}
+
+	// Latency.
+	p.SetLatency(100 * time.Millisecond)
+	start := time.Now()
+	if code, _, err := call(t, client, p.URL, "ListSecrets", `{}`); err != nil || code != 200 {
+		t.Fatalf("call with latency = %d %v", code, err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Fatalf("call with 100ms latency took %v", d)
+	}
+	p.SetLatency(0)
+
+	// Down mode refuses service; leaving it restores it.
+	p.SetDown(true)
+	if _, _, err := call(t, client, p.URL, "ListSecrets", `{}`); err == nil {
+		t.Fatal("call in down mode got an answer")
+	}
+	p.SetDown(false)
+	if err := Ping(context.Background(), client, p.URL); err != nil {
+		t.Fatalf("Ping after down mode: %v", err)
+	}
+}
+
+func TestNewEmulatorStops(t *testing.T) {
+	var emu *Emulator
+	t.Run("start", func(t *testing.T) {
+		emu = NewEmulator(t)
+		if err := Ping(context.Background(), http.DefaultClient, emu.URL); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The subtest's cleanup stopped it.
+	if !emu.Exited() {
+		t.Fatal("emulator still running after its test ended")
+	}
+	if err := Ping(context.Background(), &http.Client{Timeout: time.Second}, emu.URL); err == nil {
+		t.Fatal("stopped emulator still answers")
+	}
+	if err := emu.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds or 5 s pass.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

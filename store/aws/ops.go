@@ -1,0 +1,272 @@
+package aws
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyraft/keyraft/store"
+)
+
+// Create stores value under name as a new secret: as SecretString when the
+// value is printable ASCII text (what KES writes, e.g. base64), otherwise as
+// SecretBinary; with Config.KMSKey if set.
+//
+// Errors: ErrInvalidName for a name Secrets Manager cannot hold; ErrExists if
+// the secret exists; a wrapped ErrUnreachable when AWS cannot be reached or
+// the deadline passes; a plain error for an empty value, a value over 64 KiB,
+// or any other AWS error. The call first waits for a slot of the create rate
+// limit, bounded only by ctx (queued creates do not spend their call
+// timeout). If the outcome is uncertain (a retried call, a dropped connection)
+// the secret is read back: holding exactly value means success, holding
+// another value means ErrExists.
+func (s *Store) Create(ctx context.Context, name string, value []byte) error {
+	id, err := s.secretID(name)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("create %q", name)
+	if len(value) == 0 || len(value) > maxValueLen {
+		return fmt.Errorf("aws: %s: value of %d bytes, must be 1 to %d bytes", what, len(value), maxValueLen)
+	}
+	in := &secretsmanager.CreateSecretInput{Name: &id}
+	if isText(value) {
+		in.SecretString = awssdk.String(string(value))
+	} else {
+		in.SecretBinary = value
+	}
+	if s.kmsKey != "" {
+		in.KmsKeyId = awssdk.String(s.kmsKey)
+	}
+
+	if err := s.creates.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return wrap(ctx, what, ctx.Err())
+		}
+		// The wait would outlast ctx's deadline.
+		return fmt.Errorf("aws: %s: create rate limit: %w: %w (%v)", what, store.ErrUnreachable, context.DeadlineExceeded, err)
+	}
+	callCtx, cancel := s.callContext(ctx)
+	defer cancel()
+	opCtx, opCancel := recheckContext(callCtx)
+	defer opCancel()
+
+	for retry := 1; ; retry++ {
+		attempts := 0
+		_, err := s.client.CreateSecret(opCtx, in, countAttempts(&attempts))
+		switch {
+		case err == nil:
+			if attempts > 1 {
+				s.logger.Debug("create succeeded after retries", "secret", id, "attempts", attempts)
+			}
+			return nil
+		case errorCode(err) == codeResourceExists && attempts == 1:
+			return wrap(callCtx, what, err)
+		case isDeleting(err):
+			// A force-deleted secret of the same name is still going away.
+			s.logger.Debug("secret name still scheduled for deletion, retrying create", "secret", id, "retry", retry)
+			if serr := sleep(opCtx, jitter(deletionBackoff, retry)); serr != nil {
+				return wrap(callCtx, what, fmt.Errorf("%w (the name is still scheduled for deletion: %v)", serr, err))
+			}
+			continue
+		}
+		return s.settleCreate(callCtx, what, id, value, attempts, err)
+	}
+}
+
+// settleCreate decides a failed CreateSecret whose outcome may be uncertain
+// by reading the secret back.
+func (s *Store) settleCreate(ctx context.Context, what, id string, value []byte, attempts int, cause error) error {
+	// A call answered with an API error on its only attempt was rejected as
+	// a whole; a call never sent (attempts == 0) changed nothing. Without
+	// time left (or after a cancel) nothing can be checked.
+	certain := attempts == 0 || (attempts == 1 && errorCode(cause) != "")
+	if certain || ctx.Err() != nil || errors.Is(cause, context.Canceled) {
+		return wrap(ctx, what, cause)
+	}
+	got, err := s.getValue(ctx, id)
+	if err != nil {
+		s.logger.Debug("create outcome unknown, re-check failed", "secret", id, "error", cause, "recheck_error", err)
+		return wrap(ctx, what, cause)
+	}
+	defer clear(got)
+	if subtle.ConstantTimeCompare(got, value) == 1 {
+		s.logger.Info("create confirmed by reading the secret back after an error",
+			"secret", id, "attempts", attempts, "error", cause)
+		return nil
+	}
+	return fmt.Errorf("aws: %s: %w", what, store.ErrExists)
+}
+
+// isText reports whether v is printable ASCII (plus tab, CR, LF): safe to
+// store as SecretString, which AWS requires to be text.
+func isText(v []byte) bool {
+	for _, c := range v {
+		if (c < 0x20 || c > 0x7e) && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// Get returns the value of the secret for name: its SecretString if set,
+// else its SecretBinary. The caller owns the returned slice.
+//
+// Errors: ErrInvalidName; ErrNotFound if the secret does not exist or is
+// scheduled for deletion; a wrapped ErrUnreachable when AWS cannot be reached
+// or the deadline passes; any other AWS error as a plain error.
+func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
+	id, err := s.secretID(name)
+	if err != nil {
+		return nil, err
+	}
+	callCtx, cancel := s.callContext(ctx)
+	defer cancel()
+	v, err := s.getValue(callCtx, id)
+	if err != nil {
+		return nil, wrap(callCtx, fmt.Sprintf("get %q", name), err)
+	}
+	return v, nil
+}
+
+// getValue reads a secret's current value with one GetSecretValue call.
+func (s *Store) getValue(ctx context.Context, id string) ([]byte, error) {
+	out, err := s.client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &id})
+	switch {
+	case err != nil && isDeleting(err):
+		return nil, fmt.Errorf("%w (%v)", store.ErrNotFound, err)
+	case err != nil:
+		return nil, err
+	case out.SecretString != nil:
+		return []byte(*out.SecretString), nil
+	case out.SecretBinary != nil:
+		return out.SecretBinary, nil
+	default:
+		return nil, errors.New("the secret has neither SecretString nor SecretBinary")
+	}
+}
+
+// Delete force-deletes (no recovery window) the secret for name.
+//
+// Errors: ErrInvalidName; ErrNotFound if the secret did not exist when the
+// call started (checked with DescribeSecret first, because AWS answers a
+// force-delete of a missing secret with success); a wrapped ErrUnreachable
+// when AWS cannot be reached or the deadline passes; any other AWS error as a
+// plain error. If the delete's outcome is uncertain the secret is looked up
+// again: gone means success. Two concurrent Deletes of one secret may both
+// succeed.
+func (s *Store) Delete(ctx context.Context, name string) error {
+	id, err := s.secretID(name)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("delete %q", name)
+	callCtx, cancel := s.callContext(ctx)
+	defer cancel()
+
+	exists, err := s.exists(callCtx, id)
+	if err != nil {
+		return wrap(callCtx, what, err)
+	}
+	if !exists {
+		return fmt.Errorf("aws: %s: %w", what, store.ErrNotFound)
+	}
+
+	opCtx, opCancel := recheckContext(callCtx)
+	defer opCancel()
+	attempts := 0
+	_, err = s.client.DeleteSecret(opCtx, &secretsmanager.DeleteSecretInput{
+		SecretId:                   &id,
+		ForceDeleteWithoutRecovery: awssdk.Bool(true),
+	}, countAttempts(&attempts))
+	switch {
+	case err == nil:
+		return nil
+	case errorCode(err) == codeResourceNotFound:
+		// It existed a moment ago: an earlier attempt of this call (whose
+		// answer was lost) or a concurrent Delete removed it.
+		s.logger.Debug("secret gone before delete answered", "secret", id, "attempts", attempts)
+		return nil
+	case attempts == 1 && errorCode(err) != "", attempts == 0:
+		return wrap(callCtx, what, err) // rejected as a whole, or never sent
+	case callCtx.Err() != nil || errors.Is(err, context.Canceled):
+		return wrap(callCtx, what, err)
+	}
+	if exists, cerr := s.exists(callCtx, id); cerr == nil && !exists {
+		s.logger.Info("delete confirmed by looking the secret up after an error",
+			"secret", id, "attempts", attempts, "error", err)
+		return nil
+	}
+	return wrap(callCtx, what, err)
+}
+
+// exists reports whether a secret exists and is not scheduled for deletion.
+func (s *Store) exists(ctx context.Context, id string) (bool, error) {
+	out, err := s.client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: &id})
+	if errorCode(err) == codeResourceNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return out.DeletedDate == nil, nil
+}
+
+// List returns the names (Prefix stripped) of all secrets whose name starts
+// with Config.Prefix followed by prefix, sorted ascending. Secrets scheduled
+// for deletion are left out. It pages through ListSecrets without service-side
+// filters (100 per page), so its cost grows with every secret in the region.
+//
+// Errors: a wrapped ErrUnreachable when AWS cannot be reached or the deadline
+// passes; any other AWS error as a plain error.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	callCtx, cancel := s.callContext(ctx)
+	defer cancel()
+	pages := secretsmanager.NewListSecretsPaginator(s.client,
+		&secretsmanager.ListSecretsInput{MaxResults: awssdk.Int32(100)},
+		func(o *secretsmanager.ListSecretsPaginatorOptions) { o.StopOnDuplicateToken = true })
+	names := []string{}
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(callCtx)
+		if err != nil {
+			return nil, wrap(callCtx, fmt.Sprintf("list %q", prefix), err)
+		}
+		for _, e := range page.SecretList {
+			if e.Name == nil || e.DeletedDate != nil {
+				continue
+			}
+			n, ok := strings.CutPrefix(*e.Name, s.prefix)
+			if ok && n != "" && strings.HasPrefix(n, prefix) {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	// Pages can overlap when secrets change while we page.
+	return slices.Compact(names), nil
+}
+
+// Status makes one ListSecrets call (MaxResults 1, at most one retry), the
+// cheapest authenticated Secrets Manager call, and reports its latency.
+//
+// Errors: a wrapped ErrUnreachable for network errors and timeouts; a plain
+// error when AWS answers with an error (for example rejected credentials).
+func (s *Store) Status(ctx context.Context) (store.State, error) {
+	callCtx, cancel := s.callContext(ctx)
+	defer cancel()
+	start := time.Now()
+	_, err := s.client.ListSecrets(callCtx, &secretsmanager.ListSecretsInput{MaxResults: awssdk.Int32(1)},
+		withStatusAttempts)
+	latency := time.Since(start)
+	if err != nil {
+		return store.State{}, wrap(callCtx, "status", err)
+	}
+	return store.State{Latency: latency}, nil
+}
