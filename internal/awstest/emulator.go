@@ -51,9 +51,42 @@ type Emulator struct {
 }
 
 // FindKumo locates the kumo binary: $KUMO_BIN, then "kumo" on $PATH, then
-// $(go env GOPATH)/bin/kumo. It returns an error naming InstallCommand when
-// none exists.
+// $(go env GOPATH)/bin/kumo. When there is none (and KUMO_BIN is unset) it
+// installs it once with InstallCommand, so that `go test ./...` works on a
+// fresh machine that reaches the Go module proxy. It returns an error
+// naming InstallCommand when that fails too.
 func FindKumo() (string, error) {
+	p, err := findKumo()
+	if err == nil || os.Getenv("KUMO_BIN") != "" {
+		return p, err
+	}
+	installOnce.Do(func() { installErr = installKumo() })
+	if installErr != nil {
+		return "", fmt.Errorf("%w\n(automatic install failed: %w)", err, installErr)
+	}
+	return findKumo()
+}
+
+var (
+	installOnce sync.Once
+	installErr  error
+)
+
+// installKumo runs InstallCommand; it takes a few minutes on a cold cache.
+func installKumo() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "install", "github.com/sivchari/kumo/cmd/kumo@"+KumoVersion)
+	cmd.Dir = os.TempDir() // outside any module, so go.mod is not consulted
+	cmd.Env = append(os.Environ(), "GONOSUMDB=github.com/aws/aws-sdk-go-v2/service", "GOFLAGS=-mod=mod")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", InstallCommand, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func findKumo() (string, error) {
 	if p := os.Getenv("KUMO_BIN"); p != "" {
 		if isExecutable(p) {
 			return p, nil
