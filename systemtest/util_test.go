@@ -2,6 +2,7 @@ package systemtest
 
 import (
 	"context"
+	"net"
 	"testing"
 
 	"github.com/keyraft/keyraft/internal/config"
@@ -29,5 +30,16 @@ func (downStore) Delete(context.Context, string) error         { return store.Er
 func (downStore) List(context.Context, string) ([]string, error) {
 	return nil, store.ErrUnreachable
 }
-func (downStore) Status(context.Context) (store.State, error) { return store.State{}, store.ErrUnreachable }
-func (downStore) Close() error                                { return nil }
+func (downStore) Status(context.Context) (store.State, error) {
+	return store.State{}, store.ErrUnreachable
+}
+func (downStore) Close() error { return nil }
+
+func listenB(b *testing.B) net.Listener {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ln
+}
