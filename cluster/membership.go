@@ -97,13 +97,14 @@ func (n *Node) Info() Info {
 
 // RestoreSnapshot replaces the cluster's state with a snapshot written by
 // fsm.Snapshot.WriteTo, through Raft so every member installs it. It must
-// run on the leader.
-func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader) error {
+// run on the leader. The caller checks the data first (fsm.CheckSnapshot):
+// Raft installs whatever it is given.
+func (n *Node) RestoreSnapshot(ctx context.Context, data []byte) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax}
-	if err := n.raft.Restore(meta, r, timeoutOf(ctx)); err != nil {
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(data))}
+	if err := n.raft.Restore(meta, bytes.NewReader(data), timeoutOf(ctx)); err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", mapNotLeader(err))
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -153,4 +154,21 @@ func nonEmpty[T any](m map[string]map[string]T) map[string]map[string]T {
 		}
 	}
 	return out
+}
+
+// CheckSnapshot reports whether data is a snapshot this build can restore,
+// without touching any state: it unpacks it into a temporary file in dir
+// and loads it. It returns an error wrapping ErrBadSnapshot if not.
+func CheckSnapshot(dir string, data []byte) error {
+	tmp, err := os.MkdirTemp(dir, ".snapshot-check-")
+	if err != nil {
+		return fmt.Errorf("fsm: check snapshot: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	f, err := Open(filepath.Join(tmp, "check.db"), nil)
+	if err != nil {
+		return fmt.Errorf("fsm: check snapshot: %w", err)
+	}
+	defer f.Close()
+	return f.Restore(bytes.NewReader(data))
 }

@@ -111,11 +111,19 @@ func (c clusterAPI) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 	if !c.s.node.IsLeader() {
 		return kes.Error{Code: 409, Message: "restore must be sent to the leader: see keyraft cluster status"}
 	}
-	if err := c.s.node.RestoreSnapshot(ctx, r); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return kes.Error{Code: 400, Message: "invalid request body"}
+	}
+	if err := fsm.CheckSnapshot(c.s.cfg.Cluster.DataDir, data); err != nil {
 		if errors.Is(err, fsm.ErrBadSnapshot) {
 			return kes.Error{Code: 400, Message: "not a valid keyraft snapshot"}
 		}
 		return err
 	}
+	if err := c.s.node.RestoreSnapshot(ctx, data); err != nil {
+		return err
+	}
+	c.s.log.Info("restored the cluster state from a snapshot", "bytes", len(data))
 	return nil
 }

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,6 +119,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		return nil, err
 	}
 
+	if err := s.listenAPI(opts); err != nil {
+		return nil, err
+	}
 	if err := s.startNode(opts); err != nil {
 		return nil, err
 	}
@@ -275,6 +280,28 @@ func (s *Server) applyConfig(ctx context.Context) error {
 	return nil
 }
 
+// listenAPI binds the API port (unless a listener was given) and fixes the
+// advertised API URL when the configured port was 0.
+func (s *Server) listenAPI(opts Options) error {
+	s.apiLn = opts.APIListener
+	if s.apiLn == nil {
+		var err error
+		if s.apiLn, err = net.Listen("tcp", s.cfg.Address); err != nil {
+			return fmt.Errorf("server: API address: %w", err)
+		}
+	}
+	_, port, _ := net.SplitHostPort(s.apiLn.Addr().String())
+	adv := s.cfg.Cluster.APIAdvertise
+	host := "127.0.0.1"
+	if u, err := url.Parse(adv); err == nil && u.Hostname() != "" {
+		host = u.Hostname()
+	}
+	if adv == "" || strings.HasSuffix(adv, ":0") {
+		s.cfg.Cluster.APIAdvertise = "https://" + net.JoinHostPort(host, port)
+	}
+	return nil
+}
+
 func (s *Server) serveAPI(opts Options) error {
 	routes := map[string]api.RouteConfig{}
 	for path, r := range s.cfg.API {
@@ -297,12 +324,6 @@ func (s *Server) serveAPI(opts Options) error {
 		sink := hclog.NewSinkAdapter(&hclog.LoggerOptions{Level: hclog.Error, Output: s.api.ErrorLogWriter()})
 		il.RegisterSink(sink)
 		s.unregisterSink = func() { il.DeregisterSink(sink) }
-	}
-	s.apiLn = opts.APIListener
-	if s.apiLn == nil {
-		if s.apiLn, err = net.Listen("tcp", s.cfg.Address); err != nil {
-			return fmt.Errorf("server: API address: %w", err)
-		}
 	}
 	s.http = api.NewHTTPServer(s.api, &tls.Config{GetConfigForClient: s.apiTLSConfig})
 	s.serveWG.Add(1)
@@ -337,6 +358,9 @@ func (s *Server) Close() error {
 	var errs []error
 	if s.unregisterSink != nil {
 		s.unregisterSink()
+	}
+	if s.http == nil && s.apiLn != nil {
+		s.apiLn.Close()
 	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
