@@ -80,3 +80,16 @@ func (c *keyCache) lastUse(enclave, name string) int64 {
 	}
 	return 0
 }
+
+// usedSince returns, per enclave, the keys used after the given time.
+func (c *keyCache) usedSince(since int64) map[string][]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := map[string][]string{}
+	for k, e := range c.m {
+		if e.usedAt.Load() > since {
+			out[k.enclave] = append(out[k.enclave], k.name)
+		}
+	}
+	return out
+}

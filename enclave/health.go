@@ -20,6 +20,22 @@ func (s *Service) Start() {
 	}
 	if s.cfg.Cache.Unused > 0 {
 		s.loop(s.cfg.Cache.Unused/2, s.evictUnused)
+		s.loop(s.cfg.Cache.Unused/4, s.reportUse)
+	}
+}
+
+// reportUse (followers) tells the leader which keys this node used since
+// its last report, so the leader does not evict keys that only followers
+// use. The leader knows its own use from its cache.
+func (s *Service) reportUse(ctx context.Context) {
+	since := s.lastReport.Swap(s.now().UnixNano())
+	if s.cfg.Proposer.IsLeader() || s.cfg.Forwarder == nil {
+		return
+	}
+	for enclave, names := range s.cache.usedSince(since) {
+		if _, err := s.cfg.Forwarder.Forward(ctx, Op{Kind: OpTouchKeys, Enclave: enclave, Names: names}); err != nil {
+			s.log.Debug("could not report key use to the leader", "error", err)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keyraft/keyraft/fsm"
 	"github.com/keyraft/keyraft/internal/crypto"
 	"github.com/keyraft/keyraft/internal/kes"
 )
@@ -19,6 +20,7 @@ const (
 	OpImportKey OpKind = "import-key"
 	OpDeleteKey OpKind = "delete-key"
 	OpLoadKey   OpKind = "load-key"
+	OpTouchKeys OpKind = "touch-keys"
 )
 
 // Op is a write (or a cache load) that runs on the leader. Followers send
@@ -31,6 +33,8 @@ type Op struct {
 	Identity string `json:"identity,omitempty"`
 	Key      []byte `json:"key,omitempty"`
 	Cipher   string `json:"cipher,omitempty"`
+	// Names lists the keys a follower used recently (OpTouchKeys).
+	Names []string `json:"names,omitempty"`
 }
 
 // Result is the outcome of an Op: the Raft index to wait for before
@@ -134,6 +138,8 @@ func (s *Service) execute(ctx context.Context, op Op) (uint64, error) {
 		return s.execDeleteKey(ctx, op)
 	case OpLoadKey:
 		return s.execLoadKey(ctx, op)
+	case OpTouchKeys:
+		return s.propose(ctx, fsm.TouchKeys{Enclave: op.Enclave, Names: op.Names, At: s.now().UTC()})
 	}
 	return 0, fmt.Errorf("enclave: unknown op %q", op.Kind)
 }

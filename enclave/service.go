@@ -85,6 +85,8 @@ type Service struct {
 	lastErr   atomic.Pointer[error]
 	latency   atomic.Int64
 
+	lastReport atomic.Int64 // unix nanos of the last use report to the leader
+
 	stopOnce sync.Once
 	stop     chan struct{}
 	wg       sync.WaitGroup
