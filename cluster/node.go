@@ -132,7 +132,9 @@ func Start(cfg Config) (*Node, error) {
 		n.mux.close()
 		return nil, err
 	}
-	if cfg.RPC != nil {
+	if cfg.RPC == nil {
+		n.mux.rpc.close() // nobody serves RPC: refuse such connections
+	} else {
 		n.rpcServer = &http.Server{Handler: cfg.RPC, ReadHeaderTimeout: 5 * time.Second, ErrorLog: cfg.Logger.Named("rpc").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 		go func() { _ = n.rpcServer.Serve(n.mux.rpc) }()
 	}
