@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -176,6 +177,10 @@ func (n *Node) startRaft() error {
 		store.Close()
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
 	}
+	if err := n.recoverFromPeersFile(rc, store, snaps); err != nil {
+		store.Close()
+		return err
+	}
 	has, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		store.Close()
@@ -198,6 +203,40 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft, n.store = r, store
+	return nil
+}
+
+// PeersFile is the name, inside the data directory, of the file an operator
+// writes to recover from a lost quorum (see docs/operations.md): a JSON
+// array of {"id","address","non_voter"} entries naming the surviving
+// members. At start the node rewrites its Raft configuration to exactly
+// those members and renames the file to peers.json.applied.
+const PeersFile = "peers.json"
+
+func (n *Node) recoverFromPeersFile(rc *raft.Config, store *raftboltdb.BoltStore, snaps raft.SnapshotStore) error {
+	path := filepath.Join(n.cfg.DataDir, PeersFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	conf, err := raft.ReadConfigJSON(path)
+	if err != nil {
+		return fmt.Errorf("cluster: %s: %w", path, err)
+	}
+	// RecoverCluster replays the log into a scratch FSM; it must not touch
+	// the node's real state, which Raft restores itself afterwards.
+	scratch, err := fsm.Open(filepath.Join(n.cfg.DataDir, "recover-fsm.db"), nil)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(n.cfg.DataDir, "recover-fsm.db"))
+	defer scratch.Close()
+	if err := raft.RecoverCluster(rc, &raftFSM{f: scratch, onFatal: n.cfg.OnFatal, log: n.log}, store, store, snaps, n.transport, conf); err != nil {
+		return fmt.Errorf("cluster: recover from %s: %w", path, err)
+	}
+	if err := os.Rename(path, path+".applied"); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	n.log.Warn("recovered the Raft configuration from the peers file", "servers", len(conf.Servers))
 	return nil
 }
 
@@ -338,9 +377,15 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	return r.f.Restore(rc)
 }
 
-type fsmSnapshot struct{ s *fsm.Snapshot }
+type fsmSnapshot struct {
+	s    *fsm.Snapshot
+	once sync.Once
+}
 
+// Persist writes the snapshot and releases it: raft.RecoverCluster never
+// calls Release, and an open read transaction would block the FSM's Close.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	defer s.Release()
 	if _, err := s.s.WriteTo(sink); err != nil {
 		_ = sink.Cancel()
 		return err
@@ -348,7 +393,8 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func (s *fsmSnapshot) Release() { s.s.Release() }
+// Release may be called more than once.
+func (s *fsmSnapshot) Release() { s.once.Do(s.s.Release) }
 
 // HasState reports whether the node had Raft state (log or snapshots) when
 // it started: a node without it is new and must join or bootstrap.
