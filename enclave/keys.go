@@ -82,7 +82,18 @@ func (s *Service) loadKey(ctx context.Context, enclave, name string) error {
 }
 
 // execLoadKey runs on the leader: read the keystore, seal, replicate.
+// Concurrent loads of one key (the leader's own and those every follower
+// forwards) share one keystore read.
 func (s *Service) execLoadKey(ctx context.Context, op Op) (uint64, error) {
+	idx, err, _ := s.reads.Do(op.Enclave+"\x00"+op.Name, func() (any, error) {
+		return s.readKey(ctx, op)
+	})
+	i, _ := idx.(uint64)
+	return i, err
+}
+
+// readKey loads a key that is not cached from the keystore and replicates it.
+func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
 	if r, ok := s.cfg.FSM.Key(op.Enclave, op.Name); ok {
 		return r.Index, nil
 	}

@@ -78,7 +78,8 @@ type Service struct {
 	seal atomic.Pointer[sealer]
 
 	cache   *keyCache
-	loading singleflight.Group
+	loading singleflight.Group // loadKey: one load request per key per node
+	reads   singleflight.Group // execLoadKey: one keystore read per key on the leader
 
 	offline   atomic.Bool
 	offlineAt atomic.Int64 // unix nanos of the first failed health check
