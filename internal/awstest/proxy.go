@@ -1,8 +1,10 @@
 package awstest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -273,6 +275,18 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	if p.ln.isDown() {
 		hijackClose(w)
 		return
+	}
+	// Forward a buffered copy of the (small, JSON) request body. Forwarding
+	// the inbound body itself lets the transport's final read of it race
+	// with the server closing it once the answer's headers are written
+	// (golang/go#40747); the transport then tears down the backend
+	// connection and the client gets a truncated 200 answer.
+	if r.Body != nil && r.Body != http.NoBody {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return // the client went away
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	fault, latency, release, ok := p.pick(Operation(r))
 	if latency > 0 {
