@@ -40,6 +40,7 @@ type route struct {
 	counted bool   // counted in kes_http_request_{success,error,failure}
 	audited bool   // produces an audit event
 	stream  bool   // long-lived log stream: no latency/active metrics
+	global  bool   // authorized in the default enclave, whatever the request selects
 	failMsg string // message of the 500 answered for internal errors
 	handle  handlerFunc
 }

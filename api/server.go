@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/keyraft/keyraft/enclave"
 	"github.com/keyraft/keyraft/internal/kes"
 )
 
@@ -42,6 +43,10 @@ type Config struct {
 	// Version and Commit are reported by /version and /v1/status; empty
 	// means "<unknown>".
 	Version, Commit string
+	// Enclaves serves the enclave management routes (/v1/enclave/*,
+	// /v1/policy/{write,assign,delete}, /v1/identity/delete); nil leaves
+	// them out.
+	Enclaves Enclaves
 	// Cluster serves the /v1/cluster/* routes; nil leaves them out.
 	Cluster Cluster
 	// Registry is the Prometheus registry /v1/metrics exposes; the Server
@@ -55,6 +60,7 @@ type Config struct {
 type Server struct {
 	backend  Backend
 	cluster  Cluster
+	enclaves Enclaves
 	log      hclog.Logger
 	version  string
 	commit   string
@@ -81,6 +87,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Cluster != nil {
 		table = append(table, clusterRoutes()...)
 	}
+	if cfg.Enclaves != nil {
+		table = append(table, enclaveRoutes()...)
+	}
 	rt, err := newRouter(table, cfg.Routes)
 	if err != nil {
 		return nil, err
@@ -92,6 +101,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		backend:     cfg.Backend,
 		cluster:     cfg.Cluster,
+		enclaves:    cfg.Enclaves,
 		log:         logger.Named("api"),
 		version:     orUnknown(cfg.Version),
 		commit:      orUnknown(cfg.Commit),
@@ -258,6 +268,9 @@ func (s *Server) serve(w http.ResponseWriter, raw http.ResponseWriter, req *requ
 			return
 		}
 		req.enclave = enc
+		if rt.global {
+			req.enclave = enclave.DefaultEnclave
+		}
 	}
 	if err := s.authenticate(req); err != nil {
 		s.fail(w, req, err)

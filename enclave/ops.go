@@ -21,6 +21,13 @@ const (
 	OpDeleteKey OpKind = "delete-key"
 	OpLoadKey   OpKind = "load-key"
 	OpTouchKeys OpKind = "touch-keys"
+
+	OpCreateEnclave  OpKind = "create-enclave"
+	OpDeleteEnclave  OpKind = "delete-enclave"
+	OpWritePolicy    OpKind = "write-policy"
+	OpDeletePolicy   OpKind = "delete-policy"
+	OpAssignPolicy   OpKind = "assign-policy"
+	OpDeleteIdentity OpKind = "delete-identity"
 )
 
 // Op is a write (or a cache load) that runs on the leader. Followers send
@@ -35,6 +42,13 @@ type Op struct {
 	Cipher   string `json:"cipher,omitempty"`
 	// Names lists the keys a follower used recently (OpTouchKeys).
 	Names []string `json:"names,omitempty"`
+	// Admin is a new enclave's admin identity (OpCreateEnclave).
+	Admin string `json:"admin,omitempty"`
+	// Allow and Deny are a written policy's rules (OpWritePolicy).
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
+	// Assignee is the identity a policy is assigned to or removed from.
+	Assignee string `json:"assignee,omitempty"`
 }
 
 // Result is the outcome of an Op: the Raft index to wait for before
@@ -44,9 +58,22 @@ type Result struct {
 	Err   *kes.Error `json:"error,omitempty"`
 }
 
-// path is the API path the op corresponds to, for re-authorization.
+// path is the API path the op corresponds to, for re-authorization, and
+// the enclave the path is authorized in.
 func (op Op) path() string {
 	switch op.Kind {
+	case OpCreateEnclave:
+		return "/v1/enclave/create/" + op.Enclave
+	case OpDeleteEnclave:
+		return "/v1/enclave/delete/" + op.Enclave
+	case OpWritePolicy:
+		return "/v1/policy/write/" + op.Name
+	case OpDeletePolicy:
+		return "/v1/policy/delete/" + op.Name
+	case OpAssignPolicy:
+		return "/v1/policy/assign/" + op.Name
+	case OpDeleteIdentity:
+		return "/v1/identity/delete/" + op.Assignee
 	case OpCreateKey:
 		return "/v1/key/create/" + op.Name
 	case OpImportKey:
@@ -94,7 +121,11 @@ func (s *Service) write(ctx context.Context, op Op) error {
 // non-nil only for internal failures.
 func (s *Service) Execute(ctx context.Context, op Op) (Result, error) {
 	if p := op.path(); p != "" {
-		if err := s.Authorize(ctx, op.Enclave, op.Identity, p); err != nil {
+		authEnclave := op.Enclave
+		if op.Kind == OpCreateEnclave || op.Kind == OpDeleteEnclave {
+			authEnclave = DefaultEnclave // enclaves are managed from the default enclave
+		}
+		if err := s.Authorize(ctx, authEnclave, op.Identity, p); err != nil {
 			return toResult(0, err)
 		}
 	}
@@ -114,10 +145,16 @@ func toResult(idx uint64, err error) (Result, error) {
 }
 
 func (s *Service) execute(ctx context.Context, op Op) (uint64, error) {
+	switch op.Kind {
+	case OpCreateEnclave, OpDeleteEnclave:
+		return s.execEnclaveOp(ctx, op)
+	}
 	if err := s.enclaveExists(op.Enclave); err != nil {
 		return 0, err
 	}
 	switch op.Kind {
+	case OpWritePolicy, OpDeletePolicy, OpAssignPolicy, OpDeleteIdentity:
+		return s.execEnclaveOp(ctx, op)
 	case OpCreateKey:
 		kv, err := crypto.NewKeyVersion(crypto.DefaultKeyType(), op.Identity, s.now().UTC())
 		if err != nil {

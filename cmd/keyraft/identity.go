@@ -56,7 +56,7 @@ certificate in it, or converts an Ed25519 private key into its API key.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(newIdentityNewCmd(), newIdentityOfCmd(), newIdentityInfoCmd(), newIdentityLsCmd())
+	cmd.AddCommand(newIdentityNewCmd(), newIdentityOfCmd(), newIdentityInfoCmd(), newIdentityLsCmd(), newIdentityRmCmd())
 	return cmd
 }
 

@@ -12,12 +12,14 @@ func init() { extraCommands = append(extraCommands, newPolicyCmd) }
 func newPolicyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "Inspect policies",
-		Long: `Inspect the policies of the server's configuration (read-only: policies
-are defined in the config file and applied by the cluster).`,
+		Short: "Inspect and manage policies",
+		Long: `Inspect policies, and manage the policies of an enclave. Policies from the
+server's config file are applied by the cluster at start and on SIGHUP;
+policies written with 'policy create' live in the replicated state.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newPolicyInfoCmd(), newPolicyLsCmd(), newPolicyShowCmd())
+	cmd.AddCommand(newPolicyInfoCmd(), newPolicyLsCmd(), newPolicyShowCmd(),
+		newPolicyCreateCmd(), newPolicyAssignCmd(), newPolicyRmCmd())
 	return cmd
 }
 

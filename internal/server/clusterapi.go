@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/keyraft/keyraft/api"
 	"github.com/keyraft/keyraft/cluster"
@@ -54,7 +55,13 @@ func (c clusterAPI) Add(ctx context.Context, m api.ClusterMember) ([]api.Cluster
 // Remove removes a member.
 func (c clusterAPI) Remove(ctx context.Context, id string) error { return c.s.removeMember(ctx, id) }
 
-// Status asks every member for its state (in parallel, bounded by ctx).
+// memberInfoTimeout bounds Status's question to each member, so that a
+// member whose host is gone (a dial that is never answered) shows up as an
+// error instead of holding the whole answer until the client gives up.
+const memberInfoTimeout = 2 * time.Second
+
+// Status asks every member for its state (in parallel, bounded by ctx and
+// memberInfoTimeout per member).
 func (c clusterAPI) Status(ctx context.Context) (api.ClusterStatus, error) {
 	s := c.s
 	servers, err := s.node.Servers()
@@ -79,7 +86,9 @@ func (c clusterAPI) Status(ctx context.Context) (api.ClusterStatus, error) {
 			if r.ID == s.cfg.Cluster.NodeID {
 				info = s.node.Info()
 			} else {
-				err = s.node.Call(ctx, r.RaftAddr, rpcInfo, struct{}{}, &info)
+				cctx, cancel := context.WithTimeout(ctx, memberInfoTimeout)
+				err = s.node.Call(cctx, r.RaftAddr, rpcInfo, struct{}{}, &info)
+				cancel()
 			}
 			if err != nil {
 				r.Error = err.Error()

@@ -313,7 +313,7 @@ func (s *Server) serveAPI(opts Options) error {
 	}
 	var err error
 	s.api, err = api.New(api.Config{
-		Backend: s.svc, Cluster: clusterAPI{s}, Logger: opts.Logger, Routes: routes, AuditOut: auditOut,
+		Backend: s.svc, Enclaves: s.svc, Cluster: clusterAPI{s}, Logger: opts.Logger, Routes: routes, AuditOut: auditOut,
 		Version: opts.Version, Commit: opts.Commit,
 	})
 	if err != nil {
