@@ -319,6 +319,9 @@ func (s *Server) serveAPI(opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := s.registerMetrics(s.api.Registry()); err != nil {
+		return err
+	}
 	// Error-level logs of every component reach /v1/log/error subscribers.
 	if il, ok := opts.Logger.(hclog.InterceptLogger); ok {
 		sink := hclog.NewSinkAdapter(&hclog.LoggerOptions{Level: hclog.Error, Output: s.api.ErrorLogWriter()})

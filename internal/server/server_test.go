@@ -128,4 +128,16 @@ func TestDevNodeRestartKeepsKeysAndNoPlaintextOnDisk(t *testing.T) {
 	if err != nil || len(all) != 3 {
 		t.Fatalf("list after restart = %v, %v", all, err)
 	}
+	m, err := c.Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{"keyraft_cluster_is_leader": 1, "keyraft_cluster_members": 1, "keyraft_cache_keys": 3, "keyraft_keystore_offline": 0} {
+		if got, ok := m.Samples[name]; !ok || got != want {
+			t.Errorf("metric %s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	if m.Samples["kes_http_request_success"] == 0 {
+		t.Error("KES request counter missing")
+	}
 }

@@ -1,0 +1,42 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyraft/keyraft/enclave"
+)
+
+// registerMetrics adds Keyraft's cluster and cache metrics to the API's
+// registry, next to KES's names. They are computed at scrape time.
+func (s *Server) registerMetrics(reg *prometheus.Registry) error {
+	gauge := func(name, help string, fn func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn)
+	}
+	boolean := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, c := range []prometheus.Collector{
+		gauge("keyraft_cluster_is_leader", "1 if this node is the Raft leader.", func() float64 { return boolean(s.node.IsLeader()) }),
+		gauge("keyraft_cluster_applied_index", "Raft index of the last command this node applied.", func() float64 { return float64(s.fsm.AppliedIndex()) }),
+		gauge("keyraft_cluster_members", "Voting and non-voting members in the Raft configuration.", func() float64 {
+			servers, _ := s.node.Servers()
+			return float64(len(servers))
+		}),
+		gauge("keyraft_cache_keys", "Keys held (sealed) in the replicated cache, all enclaves.", func() float64 {
+			n := len(s.fsm.Keys(enclave.DefaultEnclave, ""))
+			for _, e := range s.fsm.Enclaves() {
+				n += len(s.fsm.Keys(e.Name, ""))
+			}
+			return float64(n)
+		}),
+		gauge("keyraft_keystore_offline", "1 while the keystore's health check fails.", func() float64 { return boolean(s.svc.Offline()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
