@@ -77,26 +77,23 @@ func (s *Server) clusterJoin(w http.ResponseWriter, req *request) error {
 	if req.identErr != nil {
 		return req.identErr
 	}
-	var m ClusterMember
-	if _, err := decodeBody(req.Request, &m); err != nil {
-		return err
-	}
-	members, err := s.cluster.Join(req.Context(), m, req.identity)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, struct {
-		Members []ClusterMember `json:"members"`
-	}{members})
-	return nil
+	return s.addMember(w, req, func(ctx context.Context, m ClusterMember) ([]ClusterMember, error) {
+		return s.cluster.Join(ctx, m, req.identity)
+	})
 }
 
 func (s *Server) clusterAdd(w http.ResponseWriter, req *request) error {
+	return s.addMember(w, req, s.cluster.Add)
+}
+
+// addMember decodes a member from the body, adds it with add and answers
+// with the members.
+func (s *Server) addMember(w http.ResponseWriter, req *request, add func(context.Context, ClusterMember) ([]ClusterMember, error)) error {
 	var m ClusterMember
 	if _, err := decodeBody(req.Request, &m); err != nil {
 		return err
 	}
-	members, err := s.cluster.Add(req.Context(), m)
+	members, err := add(req.Context(), m)
 	if err != nil {
 		return err
 	}

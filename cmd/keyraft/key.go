@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -42,16 +43,7 @@ func newKeyCreateCmd() *cobra.Command {
   keyraft key create -k encrypted-bucket-key`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			for _, name := range args {
-				if err := c.CreateKey(cmd.Context(), name); err != nil {
-					return fmt.Errorf("failed to create key %q: %w", name, err)
-				}
-			}
-			return nil
+			return forEachKey(cmd, f, args, "create", (*client.Client).CreateKey)
 		},
 	}
 	f = addClientFlags(cmd)
@@ -196,16 +188,7 @@ func newKeyRmCmd() *cobra.Command {
 		Long:    "Delete keys. Data encrypted with a deleted key can no longer be decrypted.",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			for _, name := range args {
-				if err := c.DeleteKey(cmd.Context(), name); err != nil {
-					return fmt.Errorf("failed to delete key %q: %w", name, err)
-				}
-			}
-			return nil
+			return forEachKey(cmd, f, args, "delete", (*client.Client).DeleteKey)
 		},
 	}
 	f = addClientFlags(cmd)
@@ -385,5 +368,20 @@ func printDEK(p printer, dek client.DEK) error {
 	}
 	p.Printf("Plaintext   %s\n", base64.StdEncoding.EncodeToString(dek.Plaintext))
 	p.Printf("Ciphertext  %s\n", base64.StdEncoding.EncodeToString(dek.Ciphertext))
+	return nil
+}
+
+// forEachKey runs op on every named key in order, stopping at the first
+// failure, which it reports as "failed to <verb> key".
+func forEachKey(cmd *cobra.Command, f *clientFlags, names []string, verb string, op func(*client.Client, context.Context, string) error) error {
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := op(c, cmd.Context(), name); err != nil {
+			return fmt.Errorf("failed to %s key %q: %w", verb, name, err)
+		}
+	}
 	return nil
 }
