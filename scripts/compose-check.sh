@@ -4,7 +4,9 @@
 #   port, read and use it through node3 and node2, stop the leader's
 #   container, measure how long until a key create succeeds again through a
 #   survivor, check the survivors agree, start the stopped node again and
-#   wait until it is back, then `down -v` (unless KEEP=1).
+#   wait until it is back, take the whole cluster down and up again with its
+#   volumes (a new network), check the keys are still there and writes work,
+#   then `down -v` (unless KEEP=1).
 #   STOP=kill stops the leader with SIGKILL (`kill`) instead of `stop`.
 #
 # Not named e2e-*.sh: building the static kumo binary on a cold cache takes
@@ -96,4 +98,21 @@ until "$kr" key info "after-stop-$key-$i" -k --server "$(ep "$leader")" --json >
 	sleep 0.5
 done
 "$kr" cluster status -k --server "$(ep "$leader")"
+
+echo "== down (keeping the volumes) and up again"
+"${compose[@]}" down
+"${compose[@]}" up -d
+deadline=$((SECONDS + 180))
+until "$kr" key create "after-restart-$key" -k --server "$(ep node2)" >/dev/null 2>&1; do
+	[ $SECONDS -lt $deadline ] || { echo "no write within 180s of restarting the cluster" >&2; exit 1; }
+	sleep 0.5
+done
+for n in node1 node2 node3; do
+	until "$kr" key info "after-restart-$key" -k --server "$(ep "$n")" --json >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || { echo "$n did not catch up after the restart" >&2; exit 1; }
+		sleep 0.5
+	done
+	"$kr" key info "$key" -k --server "$(ep "$n")" --json >/dev/null
+done
+"$kr" cluster status -k --server "$(ep node1)"
 echo "== compose check passed"
