@@ -145,18 +145,42 @@ func (n *Node) Call(ctx context.Context, addr, path string, in, out any) error {
 }
 
 // CallLeader is Call to the current leader. With no leader it waits up to
-// wait for one, then returns ErrNoLeader.
+// wait for one, then returns ErrNoLeader. If leadership moves while the
+// call is under way (the old leader may be unreachable without a reset),
+// the call is abandoned with an error wrapping ErrNotLeader, so the caller
+// can retry with the new leader.
 func (n *Node) CallLeader(ctx context.Context, wait time.Duration, path string, in, out any) error {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if err := n.WaitLeader(wctx); err != nil {
 		return err
 	}
-	_, addr, err := n.Leader()
+	id, addr, err := n.Leader()
 	if err != nil {
 		return err
 	}
-	return n.Call(ctx, addr, path, in, out)
+	cctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case <-t.C:
+				if cur, _, err := n.Leader(); err != nil || cur != id {
+					stop(fmt.Errorf("%w: leadership moved away from %s", ErrNotLeader, id))
+					return
+				}
+			}
+		}
+	}()
+	err = n.Call(cctx, addr, path, in, out)
+	if cause := context.Cause(cctx); err != nil && errors.Is(cause, ErrNotLeader) {
+		return cause
+	}
+	return err
 }
 
 // RPCError is a failed cluster RPC answer.

@@ -115,11 +115,11 @@ func Start(cfg Config) (*Node, error) {
 	n.clientTLS.NextProtos = nil
 
 	n.mux = newMux(cfg.Listener, serverTLS, cfg.Authorize, n.log)
-	advertise, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
 		n.mux.close()
 		return nil, fmt.Errorf("cluster: advertise address %q: %w", cfg.Advertise, err)
 	}
+	advertise := advertiseAddr(cfg.Advertise)
 	stream := &streamLayer{subListener: n.mux.raft, advertise: advertise, tlsConfig: n.clientTLS, authorize: cfg.Authorize, dial: cfg.Dial}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,

@@ -144,3 +144,44 @@ func TestStrangerIsRejected(t *testing.T) {
 		t.Fatal("a stranger's connection was served")
 	}
 }
+
+// TestAdvertiseIsNotResolved: Raft must record the configured name, not
+// the IP it resolves to today, so a member whose IP changes (a recreated
+// container) stays reachable.
+func TestAdvertiseIsNotResolved(t *testing.T) {
+	dir := t.TempDir()
+	cert, id := newCert(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	f, err := fsm.Open(filepath.Join(dir, "fsm.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := Start(Config{
+		ID: "n1", DataDir: dir, Listener: ln, Advertise: "localhost:" + port, Bootstrap: true, FSM: f,
+		TLS:       &tls.Config{Certificates: []tls.Certificate{cert}},
+		Authorize: func(got string) bool { return got == id },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	if n.Address() != "localhost:"+port {
+		t.Fatalf("address = %q", n.Address())
+	}
+	servers, err := n.Servers()
+	if err != nil || len(servers) != 1 || servers[0].Address != "localhost:"+port {
+		t.Fatalf("servers = %v, %v", servers, err)
+	}
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Start(Config{ID: "x", DataDir: t.TempDir(), Listener: ln2, Advertise: "no-port", FSM: f, TLS: &tls.Config{}, Authorize: func(string) bool { return true }}); err == nil {
+		t.Fatal("an advertise address without a port was accepted")
+	}
+}

@@ -103,17 +103,24 @@ func (m *mux) close() error {
 	return err
 }
 
+// connectTimeout bounds connecting to a peer and the TLS handshake: a peer
+// whose host vanished (packets dropped, no reset) must not hold a caller
+// for longer than that.
+const connectTimeout = 3 * time.Second
+
 // dial opens an authenticated connection of the given kind to addr.
 func dial(ctx context.Context, dialTCP dialFunc, addr string, kind byte, cfg *tls.Config, authorize func(string) bool) (*tls.Conn, error) {
 	if dialTCP == nil {
 		dialTCP = (&net.Dialer{}).DialContext
 	}
-	raw, err := dialTCP(ctx, "tcp", addr)
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	raw, err := dialTCP(cctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial %s: %w", addr, err)
 	}
 	conn := tls.Client(raw, cfg)
-	if err := conn.HandshakeContext(ctx); err != nil {
+	if err := conn.HandshakeContext(cctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("cluster: dial %s: %w", addr, err)
 	}
@@ -171,6 +178,14 @@ func (l *subListener) close() { l.once.Do(func() { close(l.done) }) }
 func (l *subListener) Close() error { l.close(); return nil }
 
 func (l *subListener) Addr() net.Addr { return l.addr }
+
+// advertiseAddr is the cluster address as configured (host:port). It is
+// not resolved: Raft records it and every dial resolves the name again, so
+// a member whose IP changes (a recreated container) stays reachable.
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }
 
 // streamLayer is the raft.StreamLayer over the mux.
 type streamLayer struct {

@@ -344,3 +344,34 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// TestWritesSurviveASilentLeaderLoss blackholes the leader (its host
+// vanishes: no resets, no answers) and sends a write to a follower at once,
+// while the follower still takes the old leader for alive. The write must
+// be answered by the new leader within a few seconds, not hang on the dead
+// one until the client gives up.
+func TestWritesSurviveASilentLeaderLoss(t *testing.T) {
+	c := threeNodes(t)
+	old := c.leader()
+	f := follower(c)
+	// Warm the follower's RPC connection to the leader, so the write below
+	// would reuse it.
+	if err := c.client(f).CreateKey(bg, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[old].sw.Blackhole()
+	defer c.nodes[old].sw.Heal()
+	start := time.Now()
+	ctx := ctxTimeout(t, 20*time.Second)
+	if err := c.client(f).CreateKey(ctx, "after-silent-loss"); err != nil {
+		t.Fatalf("write through a follower after a silent leader loss: %v (after %v)", err, time.Since(start))
+	}
+	d := time.Since(start)
+	t.Logf("write through a follower answered %v after the leader vanished", d.Round(time.Millisecond))
+	if d > 10*time.Second {
+		t.Fatalf("write took %v", d)
+	}
+	if c.nodes[old].srv.Node().IsLeader() && c.leader() == old {
+		t.Fatal("the vanished node still leads")
+	}
+}
