@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/keyraft/keyraft/internal/testutil"
+
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
@@ -286,13 +288,7 @@ func expectJSON(t testing.TB, r response, v any) {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, not a wait for the condition
-	}
+	testutil.Eventually(t, 5*time.Second, what, cond)
 }
 
 // b64 is standard base64, as KES JSON encodes []byte.

@@ -1,6 +1,8 @@
 package awstest
 
 import (
+	"github.com/keyraft/keyraft/internal/testutil"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -185,11 +187,5 @@ func TestNewEmulatorStops(t *testing.T) {
 // waitFor polls cond until it holds or 5 s pass.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "condition", cond)
 }
