@@ -1,8 +1,6 @@
 package api
 
 import (
-	"github.com/keyraft/keyraft/internal/testutil"
-
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
@@ -28,6 +26,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 // Client keys are generated once per test binary: RSA key generation is slow.

@@ -1,8 +1,6 @@
 package awstest
 
 import (
-	"github.com/keyraft/keyraft/internal/testutil"
-
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
