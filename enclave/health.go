@@ -128,6 +128,9 @@ func (s *Service) revalidate(ctx context.Context) {
 		s.evictWhere(ctx, func(string, fsm.KeyRecord) bool { return true })
 		return
 	}
+	if s.offline.Swap(false) { // the listing proved the keystore answers again
+		s.log.Info("keystore is back online", "offline_for", time.Duration(s.now().UnixNano()-s.offlineAt.Load()))
+	}
 	present := make(map[string]bool, len(names))
 	for _, n := range names {
 		present[n] = true

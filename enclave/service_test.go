@@ -254,7 +254,10 @@ func TestOfflineServesCachedKeys(t *testing.T) {
 		t.Fatal("key served after the cache was dropped")
 	}
 	st.SetUnreachable(false)
-	s.checkHealth(ctx)
+	s.revalidate(ctx) // a successful revalidation also proves the keystore is back
+	if s.Offline() {
+		t.Fatal("still offline after a successful revalidation")
+	}
 	if _, _, err := s.GenerateKey(ctx, DefaultEnclave, "k", nil); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
