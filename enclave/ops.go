@@ -58,8 +58,9 @@ type Result struct {
 	Err   *kes.Error `json:"error,omitempty"`
 }
 
-// path is the API path the op corresponds to, for re-authorization, and
-// the enclave the path is authorized in.
+// path is the API path the op corresponds to, for re-authorization ("" for
+// internal ops that need none). Execute authorizes enclave create and
+// delete in the default enclave, everything else in op.Enclave.
 func (op Op) path() string {
 	switch op.Kind {
 	case OpCreateEnclave:
