@@ -142,6 +142,31 @@ func TestIdentityErrors(t *testing.T) {
 	expectError(t, two.get("/v1/identity/self/describe"), 400, "tls: received more than one client certificate")
 	expectOK(t, two.get("/version"))
 
+	// The chain attack: a CA-marked certificate whose key the client holds
+	// (the stranger's), followed by a certificate it merely copied (the
+	// admin's, the user's). The handshake proves only the first
+	// certificate's key, so the caller is never named after the copy; a
+	// lone CA certificate is refused as KES refuses it.
+	adminCopy, adminID := newCert(t, ed25519Key, false)
+	if adminID != e.admin.identity {
+		t.Fatal("admin certificate copy has another identity")
+	}
+	for name, chain := range map[string]tls.Certificate{
+		"CA then admin": tlsCert(ecdsaKey2, ca, adminCopy),
+		"CA then user":  tlsCert(ecdsaKey2, ca, leaf),
+		"lone CA":       tlsCert(ecdsaKey2, ca),
+	} {
+		t.Run(name, func(t *testing.T) {
+			forged := e.newClient("", chain)
+			expectError(t, forged.post("/v1/key/create/stolen", ""), 400, "tls: client certificate is required")
+			expectError(t, forged.get("/v1/policy/list/"), 400, "tls: client certificate is required")
+			expectError(t, forged.get("/v1/status"), 400, "tls: client certificate is required")
+			expectError(t, forged.get("/v1/identity/self/describe"), 400, "tls: client certificate is required")
+			expectOK(t, forged.get("/version"))
+			expectError(t, e.admin.get("/v1/key/describe/stolen"), 404, "key does not exist")
+		})
+	}
+
 	// Every key type identifies as SHA-256 of its SubjectPublicKeyInfo.
 	for _, c := range []*client{e.admin, e.user, e.rsaUser} {
 		var self struct {

@@ -45,7 +45,10 @@ type Config struct {
 	// GetCertificate). Client auth and verification are set by the node.
 	TLS *tls.Config
 	// Authorize decides whether a peer certificate identity (hex SHA-256 of
-	// its public key) may talk on the cluster port. Required.
+	// its public key) may talk on the cluster port. Required. It is asked
+	// when a connection is opened (either way), before every RPC request,
+	// and for every open connection when Revoke is called, so it must
+	// reflect the current membership and be safe for concurrent use.
 	Authorize func(identity string) bool
 	// Bootstrap makes a node with no Raft state form a new one-node cluster.
 	Bootstrap bool
@@ -74,6 +77,7 @@ type Node struct {
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 	mux       *mux
+	conns     *registry
 	rpcServer *http.Server
 	rpcClient *http.Client
 	clientTLS *tls.Config
@@ -114,13 +118,14 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.clientTLS.NextProtos = nil
 
-	n.mux = newMux(cfg.Listener, serverTLS, cfg.Authorize, n.log)
+	n.conns = newRegistry()
+	n.mux = newMux(cfg.Listener, serverTLS, cfg.Authorize, n.conns, n.log)
 	if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
 		n.mux.close()
 		return nil, fmt.Errorf("cluster: advertise address %q: %w", cfg.Advertise, err)
 	}
 	advertise := advertiseAddr(cfg.Advertise)
-	stream := &streamLayer{subListener: n.mux.raft, advertise: advertise, tlsConfig: n.clientTLS, authorize: cfg.Authorize, dial: cfg.Dial}
+	stream := &streamLayer{subListener: n.mux.raft, advertise: advertise, tlsConfig: n.clientTLS, authorize: cfg.Authorize, dial: cfg.Dial, conns: n.conns}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,
@@ -136,12 +141,21 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.RPC == nil {
 		n.mux.rpc.close() // nobody serves RPC: refuse such connections
 	} else {
-		n.rpcServer = &http.Server{Handler: cfg.RPC, ReadHeaderTimeout: 5 * time.Second, ErrorLog: cfg.Logger.Named("rpc").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+		n.rpcServer = &http.Server{
+			Handler:           n.authorizeRPC(cfg.RPC),
+			ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog:          cfg.Logger.Named("rpc").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+			ConnState: func(c net.Conn, st http.ConnState) {
+				if st == http.StateClosed || st == http.StateHijacked {
+					n.conns.remove(c)
+				}
+			},
+		}
 		go func() { _ = n.rpcServer.Serve(n.mux.rpc) }()
 	}
 	n.rpcClient = &http.Client{Transport: &http.Transport{
 		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return dial(ctx, cfg.Dial, addr, kindRPC, n.clientTLS, cfg.Authorize)
+			return dial(ctx, cfg.Dial, addr, kindRPC, n.clientTLS, cfg.Authorize, n.conns)
 		},
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
@@ -399,3 +413,35 @@ func (s *fsmSnapshot) Release() { s.once.Do(s.s.Release) }
 // HasState reports whether the node had Raft state (log or snapshots) when
 // it started: a node without it is new and must join or bootstrap.
 func (n *Node) HasState() bool { return n.hadState }
+
+// LeaderContact returns when this node last knew its cluster to have a
+// leader it is in touch with: now on the leader (hashicorp/raft steps a
+// leader down when it loses its quorum), the last message from the leader
+// on a follower, and the zero time if it has heard none since it started.
+func (n *Node) LeaderContact() time.Time {
+	if n.IsLeader() {
+		return time.Now()
+	}
+	return n.raft.LastContact()
+}
+
+// InConfiguration reports whether this node is a server in its latest
+// known Raft configuration. A node that was removed, and received the
+// configuration that removed it, is not. An empty configuration (a new node
+// that has not joined yet) counts as in.
+func (n *Node) InConfiguration() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return true
+	}
+	servers := f.Configuration().Servers
+	if len(servers) == 0 {
+		return true
+	}
+	for _, s := range servers {
+		if string(s.ID) == n.cfg.ID {
+			return true
+		}
+	}
+	return false
+}

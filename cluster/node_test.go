@@ -81,7 +81,7 @@ func TestOneNodeApplyRestartAndPeerAuth(t *testing.T) {
 	// A peer whose certificate identity is not authorized cannot talk on
 	// the cluster port: its RPC connection is closed after the handshake.
 	stranger, _ := newCert(t)
-	if c, err := dial(ctx, nil, addr, kindRPC, &tls.Config{Certificates: []tls.Certificate{stranger}, InsecureSkipVerify: true}, func(string) bool { return true }); err == nil {
+	if c, err := dial(ctx, nil, addr, kindRPC, &tls.Config{Certificates: []tls.Certificate{stranger}, InsecureSkipVerify: true}, func(string) bool { return true }, nil); err == nil {
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := c.Read(make([]byte, 1)); err == nil {
 			t.Fatal("a stranger's RPC connection was served")

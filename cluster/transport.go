@@ -34,6 +34,7 @@ type mux struct {
 	tlsConfig *tls.Config
 	authorize func(id string) bool
 	log       hclog.Logger
+	conns     *registry
 
 	raft *subListener
 	rpc  *subListener
@@ -41,12 +42,13 @@ type mux struct {
 	closeOnce sync.Once
 }
 
-func newMux(ln net.Listener, cfg *tls.Config, authorize func(string) bool, log hclog.Logger) *mux {
+func newMux(ln net.Listener, cfg *tls.Config, authorize func(string) bool, conns *registry, log hclog.Logger) *mux {
 	m := &mux{
 		ln:        ln,
 		tlsConfig: cfg,
 		authorize: authorize,
 		log:       log,
+		conns:     conns,
 		raft:      newSubListener(ln.Addr()),
 		rpc:       newSubListener(ln.Addr()),
 	}
@@ -75,9 +77,9 @@ func (m *mux) route(c net.Conn) {
 		return
 	}
 	cs := conn.ConnectionState()
-	id, err := identity.FromConnectionState(&cs)
+	id, err := peerIdentity(&cs)
 	if err != nil || !m.authorize(id) {
-		m.log.Warn("rejected cluster connection", "remote", c.RemoteAddr(), "identity", id)
+		m.log.Warn("rejected cluster connection", "remote", c.RemoteAddr(), "identity", id, "error", err)
 		conn.Close()
 		return
 	}
@@ -89,11 +91,36 @@ func (m *mux) route(c net.Conn) {
 	_ = conn.SetDeadline(time.Time{})
 	switch kind[0] {
 	case kindRaft:
-		m.raft.push(conn)
+		// Raft never looks at the TLS state, so the connection is wrapped
+		// to leave the registry when Raft closes it.
+		m.raft.push(m.conns.track(conn, id))
 	case kindRPC:
+		// The RPC server needs the *tls.Conn itself (for r.TLS); it
+		// leaves the registry through the server's ConnState hook.
+		m.conns.add(conn, id)
 		m.rpc.push(conn)
 	default:
 		conn.Close()
+	}
+}
+
+// errChain is why a cluster peer presenting more than one certificate is
+// refused.
+var errChain = errors.New("cluster: peer sent a certificate chain; members present exactly one certificate")
+
+// peerIdentity names a cluster peer after the one certificate it
+// presented. The TLS handshake proves possession of the key of the first
+// certificate only; members use self-contained certificates, so a chain is
+// refused rather than searched for a certificate the peer may merely have
+// copied (see docs/compatibility.md).
+func peerIdentity(cs *tls.ConnectionState) (string, error) {
+	switch len(cs.PeerCertificates) {
+	case 0:
+		return "", identity.ErrNoClientCert
+	case 1:
+		return identity.Of(cs.PeerCertificates[0]), nil
+	default:
+		return "", errChain
 	}
 }
 
@@ -109,7 +136,7 @@ func (m *mux) close() error {
 const connectTimeout = 3 * time.Second
 
 // dial opens an authenticated connection of the given kind to addr.
-func dial(ctx context.Context, dialTCP dialFunc, addr string, kind byte, cfg *tls.Config, authorize func(string) bool) (*tls.Conn, error) {
+func dial(ctx context.Context, dialTCP dialFunc, addr string, kind byte, cfg *tls.Config, authorize func(string) bool, conns *registry) (net.Conn, error) {
 	if dialTCP == nil {
 		dialTCP = (&net.Dialer{}).DialContext
 	}
@@ -127,7 +154,12 @@ func dial(ctx context.Context, dialTCP dialFunc, addr string, kind byte, cfg *tl
 	cs := conn.ConnectionState()
 	// The server has no client-facing certificate rules of its own here:
 	// a member's certificate identity is what counts, as on the accept side.
-	if len(cs.PeerCertificates) == 0 || !authorize(identity.Of(cs.PeerCertificates[0])) {
+	id, err := peerIdentity(&cs)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("cluster: dial %s: %w", addr, err)
+	}
+	if !authorize(id) {
 		conn.Close()
 		return nil, fmt.Errorf("cluster: dial %s: %w", addr, ErrNotMember)
 	}
@@ -139,7 +171,7 @@ func dial(ctx context.Context, dialTCP dialFunc, addr string, kind byte, cfg *tl
 		return nil, fmt.Errorf("cluster: dial %s: %w", addr, err)
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
-	return conn, nil
+	return conns.track(conn, id), nil
 }
 
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -194,6 +226,7 @@ type streamLayer struct {
 	tlsConfig *tls.Config
 	authorize func(string) bool
 	dial      dialFunc
+	conns     *registry
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
@@ -201,5 +234,5 @@ func (s *streamLayer) Addr() net.Addr { return s.advertise }
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return dial(ctx, s.dial, string(address), kindRaft, s.tlsConfig, s.authorize)
+	return dial(ctx, s.dial, string(address), kindRaft, s.tlsConfig, s.authorize, s.conns)
 }

@@ -51,28 +51,45 @@ func OfPublicKey(pub crypto.PublicKey) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// FromConnectionState returns the identity of the client of a TLS connection.
-// Certificates marked as CA (basic constraints CA=true) are ignored; exactly
-// one certificate must remain. The errors are kes.Error values with KES's exact
-// messages: ErrInsecureConnection when cs is nil (no TLS), ErrNoClientCert when
-// no non-CA certificate was sent, ErrManyClientCerts when more than one was.
-// The certificate chain is not verified here; that is the TLS layer's job.
+// FromConnectionState returns the identity of the client of a TLS
+// connection: the identity of PeerCertificates[0], the leaf certificate.
+//
+// The leaf is the only certificate whose private key the TLS handshake
+// proved the client holds (its CertificateVerify signature); every further
+// certificate is merely data the client sent, and anyone can copy another
+// party's certificate (a node shows its own in every handshake). So the
+// caller is never named after any certificate but the leaf. KES instead
+// skips CA-marked certificates wherever they appear and names the caller
+// after the one that remains, so a chain [self-made CA, victim's
+// certificate], signed with the self-made CA's key, passes as the victim
+// wherever the chain is not verified (tls.auth: off); Keyraft refuses it.
+//
+// The rules, with KES's exact error pairs (kes.Error values):
+//   - cs is nil (no TLS): ErrInsecureConnection.
+//   - no certificate: ErrNoClientCert.
+//   - the leaf is marked as CA (basic constraints CA=true): ErrNoClientCert,
+//     as KES answers for a lone CA certificate.
+//   - another non-CA certificate follows the leaf: ErrManyClientCerts.
+//     CA certificates after the leaf (intermediates of a normal chain) are
+//     allowed and ignored.
+//
+// The certificate chain is not verified here; that is the TLS layer's job
+// (tls.auth: on).
 func FromConnectionState(cs *tls.ConnectionState) (string, error) {
 	if cs == nil {
 		return "", ErrInsecureConnection
 	}
-	var leaf *x509.Certificate
-	for _, cert := range cs.PeerCertificates {
-		if cert == nil || cert.IsCA {
-			continue
-		}
-		if leaf != nil {
+	if len(cs.PeerCertificates) == 0 {
+		return "", ErrNoClientCert
+	}
+	leaf := cs.PeerCertificates[0]
+	if leaf == nil || leaf.IsCA {
+		return "", ErrNoClientCert
+	}
+	for _, cert := range cs.PeerCertificates[1:] {
+		if cert != nil && !cert.IsCA {
 			return "", ErrManyClientCerts
 		}
-		leaf = cert
-	}
-	if leaf == nil {
-		return "", ErrNoClientCert
 	}
 	return Of(leaf), nil
 }

@@ -11,9 +11,11 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"strings"
 	"testing"
@@ -256,37 +258,236 @@ func TestSelfSignedOptions(t *testing.T) {
 	}
 }
 
-func TestFromConnectionState(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf, _, _ := SelfSigned(key, CertOptions{ClientAuth: true})
-	leaf2, _, _ := SelfSigned(key, CertOptions{Subject: "other", ClientAuth: true})
-	ca := &x509.Certificate{IsCA: true, RawSubjectPublicKeyInfo: []byte("ca")}
+// testCA creates a certificate marked as CA (basic constraints CA=true),
+// signed by parent (self-signed when parent is nil).
+func testCA(t *testing.T, name string, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, []byte, crypto.Signer) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cert.IsCA {
+		t.Fatal("test CA is not marked as CA")
+	}
+	return cert, der, key
+}
 
+// testLeaf creates a non-CA client certificate signed by parent.
+func testLeaf(t *testing.T, name string, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, []byte, crypto.Signer) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, der, key
+}
+
+func TestFromConnectionState(t *testing.T) {
+	memberKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	member, _, _ := SelfSigned(memberKey, CertOptions{Subject: "member", ServerAuth: true, ClientAuth: true})
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _, _ := SelfSigned(otherKey, CertOptions{Subject: "other", ClientAuth: true})
+	ownCA, _, _ := testCA(t, "own CA", nil, nil)
+	root, _, rootKey := testCA(t, "root", nil, nil)
+	inter, _, interKey := testCA(t, "intermediate", root, rootKey)
+	leaf, _, _ := testLeaf(t, "client", inter, interKey)
+	if Of(member) == Of(leaf) || Of(ownCA) == Of(member) {
+		t.Fatal("test certificates share a key")
+	}
+
+	var (
+		errNoTLS  = kes.Error{Code: 400, Message: "insecure connection: TLS is required"}
+		errNoCert = kes.Error{Code: 400, Message: "tls: client certificate is required"}
+		errMany   = kes.Error{Code: 400, Message: "tls: received more than one client certificate"}
+	)
+	peers := func(certs ...*x509.Certificate) *tls.ConnectionState {
+		return &tls.ConnectionState{PeerCertificates: certs}
+	}
 	for _, tc := range []struct {
-		name  string
-		cs    *tls.ConnectionState
-		want  string
-		err   kes.Error
-		isErr bool
+		name string
+		cs   *tls.ConnectionState
+		want string
+		err  *kes.Error
 	}{
-		{name: "no tls", cs: nil, err: kes.Error{Code: 400, Message: "insecure connection: TLS is required"}, isErr: true},
-		{name: "no certs", cs: &tls.ConnectionState{}, err: kes.Error{Code: 400, Message: "tls: client certificate is required"}, isErr: true},
-		{name: "only CA", cs: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{ca}}, err: kes.Error{Code: 400, Message: "tls: client certificate is required"}, isErr: true},
-		{name: "two leaves", cs: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf, ca, leaf2}}, err: kes.Error{Code: 400, Message: "tls: received more than one client certificate"}, isErr: true},
-		{name: "one leaf", cs: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}, want: Of(leaf)},
-		{name: "leaf plus CA", cs: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{ca, leaf}}, want: Of(leaf)},
+		{name: "nil state", cs: nil, err: &errNoTLS},
+		{name: "no certificate", cs: &tls.ConnectionState{}, err: &errNoCert},
+		{name: "empty chain", cs: peers(), err: &errNoCert},
+		{name: "nil leaf", cs: peers(nil, member), err: &errNoCert},
+		{name: "single certificate", cs: peers(member), want: Of(member)},
+		{name: "lone CA", cs: peers(ownCA), err: &errNoCert},
+		// The chain attack: the handshake proves the key of ownCA only.
+		{name: "leaf CA then member", cs: peers(ownCA, member), err: &errNoCert},
+		{name: "leaf CA then two members", cs: peers(ownCA, member, other), err: &errNoCert},
+		{name: "two non-CA", cs: peers(member, other), err: &errMany},
+		{name: "two non-CA around a CA", cs: peers(member, inter, other), err: &errMany},
+		{name: "leaf then intermediate", cs: peers(leaf, inter), want: Of(leaf)},
+		{name: "leaf then intermediate and root", cs: peers(leaf, inter, root), want: Of(leaf)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := FromConnectionState(tc.cs)
-			if tc.isErr {
+			if tc.err != nil {
 				var kerr kes.Error
-				if !errors.As(err, &kerr) || kerr != tc.err {
-					t.Fatalf("err = %#v, want %#v", err, tc.err)
+				if !errors.As(err, &kerr) || kerr != *tc.err {
+					t.Fatalf("got %q, err %#v; want err %#v", got, err, *tc.err)
+				}
+				if got != "" {
+					t.Fatalf("identity %q returned with an error", got)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
 				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// handshakeAnyCert runs a real TLS handshake (TLS 1.2 or 1.3) against a
+// server that requires a client certificate but verifies no chain, as the
+// API port does with tls.auth off, and returns what FromConnectionState
+// made of the client's certificates on the server side, together with the
+// certificates the server received.
+func handshakeAnyCert(t *testing.T, version uint16, client tls.Certificate) (string, []*x509.Certificate, error) {
+	t.Helper()
+	serverKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, serverDER, err := SelfSigned(serverKey, CertOptions{
+		Subject: "localhost", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, ServerAuth: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{serverDER}, PrivateKey: serverKey}},
+		ClientAuth:   tls.RequireAnyClientCert,
+		MinVersion:   version,
+		MaxVersion:   version,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	type result struct {
+		id    string
+		err   error
+		certs []*x509.Certificate
+		hsErr error
+	}
+	done := make(chan result, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			done <- result{hsErr: err}
+			return
+		}
+		defer conn.Close()
+		tc := conn.(*tls.Conn)
+		if err := tc.Handshake(); err != nil {
+			done <- result{hsErr: err}
+			return
+		}
+		cs := tc.ConnectionState()
+		id, err := FromConnectionState(&cs)
+		done <- result{id: id, err: err, certs: cs.PeerCertificates}
+	}()
+
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
+		Certificates:       []tls.Certificate{client},
+		InsecureSkipVerify: true,
+		MinVersion:         version,
+		MaxVersion:         version,
+	})
+	if err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	defer conn.Close()
+	_, _ = io.Copy(io.Discard, conn) // until the server closes
+	r := <-done
+	if r.hsErr != nil {
+		t.Fatalf("server handshake: %v", r.hsErr)
+	}
+	return r.id, r.certs, r.err
+}
+
+// TestFromConnectionStateChainAttack presents, over a real handshake, a
+// chain of a self-made CA certificate (whose key the client holds) and a
+// member's certificate (whose key it does not): the handshake succeeds,
+// yet the client must not be named after the member. A normal chain (leaf,
+// intermediate) keeps working and is named after its leaf.
+func TestFromConnectionStateChainAttack(t *testing.T) {
+	memberKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	member, memberDER, _ := SelfSigned(memberKey, CertOptions{Subject: "member", ServerAuth: true, ClientAuth: true})
+	_, ownCADER, ownCAKey := testCA(t, "own CA", nil, nil)
+	root, _, rootKey := testCA(t, "root", nil, nil)
+	inter, interDER, interKey := testCA(t, "intermediate", root, rootKey)
+	leaf, leafDER, leafKey := testLeaf(t, "client", inter, interKey)
+
+	for _, v := range []struct {
+		name    string
+		version uint16
+	}{{"TLS1.2", tls.VersionTLS12}, {"TLS1.3", tls.VersionTLS13}} {
+		t.Run(v.name, func(t *testing.T) {
+			attack := tls.Certificate{Certificate: [][]byte{ownCADER, memberDER}, PrivateKey: ownCAKey}
+			id, certs, err := handshakeAnyCert(t, v.version, attack)
+			// The attack reached FromConnectionState as built: the
+			// member's certificate is in the chain the server received.
+			if len(certs) != 2 || Of(certs[1]) != Of(member) || !certs[0].IsCA {
+				t.Fatalf("server received %d certificates, not the attack chain", len(certs))
+			}
+			if !errors.Is(err, ErrNoClientCert) || id != "" {
+				t.Fatalf("attack chain: identity %q, err %v; want %v", id, err, ErrNoClientCert)
+			}
+
+			normal := tls.Certificate{Certificate: [][]byte{leafDER, interDER}, PrivateKey: leafKey}
+			id, certs, err = handshakeAnyCert(t, v.version, normal)
+			if len(certs) != 2 {
+				t.Fatalf("server received %d certificates of the normal chain", len(certs))
+			}
+			if err != nil || id != Of(leaf) {
+				t.Fatalf("normal chain: identity %q, err %v; want %s", id, err, Of(leaf))
+			}
+
+			single := tls.Certificate{Certificate: [][]byte{memberDER}, PrivateKey: memberKey}
+			if id, _, err := handshakeAnyCert(t, v.version, single); err != nil || id != Of(member) {
+				t.Fatalf("single certificate: identity %q, err %v; want %s", id, err, Of(member))
 			}
 		})
 	}
