@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/keyraft/keyraft/enclave"
-	"github.com/keyraft/keyraft/internal/kes"
 )
 
 // Enclaves is the management API of enclaves, policies and identities
@@ -42,7 +41,7 @@ func enclaveRoutes() []*route {
 
 func enclaveName(req *request) (string, error) {
 	if !enclave.ValidName(req.resource) {
-		return "", kes.NewError(http.StatusBadRequest, "enclave name '%s' is empty, too long or contains invalid characters", req.resource)
+		return "", enclave.InvalidEnclaveName(req.resource)
 	}
 	return req.resource, nil
 }
@@ -59,7 +58,7 @@ func (s *Server) createEnclave(w http.ResponseWriter, req *request) error {
 		return err
 	}
 	if !enclave.ValidName(body.Admin) {
-		return kes.NewError(http.StatusBadRequest, "identity '%s' is empty, too long or contains invalid characters", body.Admin)
+		return enclave.InvalidIdentity(body.Admin)
 	}
 	if err := s.enclaves.CreateEnclave(req.Context(), name, body.Admin, req.identity); err != nil {
 		return err
@@ -154,7 +153,7 @@ func (s *Server) assignPolicy(w http.ResponseWriter, req *request) error {
 		return err
 	}
 	if !enclave.ValidName(body.Identity) {
-		return kes.NewError(http.StatusBadRequest, "identity '%s' is empty, too long or contains invalid characters", body.Identity)
+		return enclave.InvalidIdentity(body.Identity)
 	}
 	if err := s.enclaves.AssignPolicy(req.Context(), req.enclave, name, body.Identity, req.identity); err != nil {
 		return err
@@ -165,7 +164,7 @@ func (s *Server) assignPolicy(w http.ResponseWriter, req *request) error {
 
 func (s *Server) deleteIdentity(w http.ResponseWriter, req *request) error {
 	if !enclave.ValidName(req.resource) {
-		return kes.NewError(http.StatusBadRequest, "identity '%s' is empty, too long or contains invalid characters", req.resource)
+		return enclave.InvalidIdentity(req.resource)
 	}
 	if err := s.enclaves.DeleteIdentity(req.Context(), req.enclave, req.resource, req.identity); err != nil {
 		return err

@@ -11,7 +11,7 @@ import (
 func (s *Server) describeIdentity(w http.ResponseWriter, req *request) error {
 	id := req.resource
 	if !enclave.ValidName(id) {
-		return kes.NewError(http.StatusBadRequest, "identity '%s' is empty, too long or contains invalid characters", id)
+		return enclave.InvalidIdentity(id)
 	}
 	info, err := s.backend.DescribeIdentity(req.Context(), req.enclave, id)
 	if err != nil {
@@ -49,6 +49,13 @@ func (s *Server) listIdentities(w http.ResponseWriter, req *request) error {
 // selfDescribe describes the caller, whoever it is (KES answered 404 for
 // every non-admin). A caller without a usable certificate gets the
 // identification error.
+//
+// The admin gets {"identity","admin":true,"created_at"}. Everyone else gets
+// the shape of the KES SDK that MinIO ships (kms-go's DescribeSelf, spec
+// §1.6): "policy" is the policy's name and its rules are the top-level
+// "allow" and "deny" sets, next to "identity", "admin" (false),
+// "created_at" and "created_by". An identity without a policy gets neither
+// "policy" nor rules.
 func (s *Server) selfDescribe(w http.ResponseWriter, req *request) error {
 	if req.identity == "" {
 		if req.identErr != nil {
@@ -68,16 +75,22 @@ func (s *Server) selfDescribe(w http.ResponseWriter, req *request) error {
 		}{req.identity, true, info.CreatedAt})
 		return nil
 	}
-	var policy *policyResponse
+	resp := selfDescription{Identity: req.identity, CreatedAt: info.CreatedAt, CreatedBy: info.CreatedBy}
 	if info.PolicyRules != nil {
-		p := newPolicyResponse(info.Policy, info.PolicyRules)
-		policy = &p
+		resp.Policy = info.Policy
+		resp.Allow, resp.Deny = rules(info.PolicyRules.Allow), rules(info.PolicyRules.Deny)
 	}
-	writeJSON(w, struct {
-		Identity  string          `json:"identity"`
-		CreatedAt time.Time       `json:"created_at"`
-		CreatedBy string          `json:"created_by,omitempty"`
-		Policy    *policyResponse `json:"policy,omitempty"`
-	}{req.identity, info.CreatedAt, info.CreatedBy, policy})
+	writeJSON(w, resp)
 	return nil
+}
+
+// selfDescription is a non-admin's /v1/identity/self/describe body.
+type selfDescription struct {
+	Identity  string    `json:"identity"`
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	Policy    string    `json:"policy,omitempty"`
+	Allow     ruleSet   `json:"allow,omitempty"`
+	Deny      ruleSet   `json:"deny,omitempty"`
 }

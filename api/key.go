@@ -14,9 +14,7 @@ import (
 // maxBulkCiphertexts is the most ciphertexts one bulk decrypt may carry.
 const maxBulkCiphertexts = 1000
 
-func invalidKeyName(name string) error {
-	return kes.NewError(http.StatusBadRequest, "key name '%s' is empty, too long or contains invalid characters", name)
-}
+func invalidKeyName(name string) error { return enclave.InvalidKeyName(name) }
 
 func invalidPattern(pattern string) error {
 	return kes.NewError(http.StatusBadRequest, "listing pattern '%s' is empty, too long or is invalid", pattern)

@@ -5,13 +5,12 @@ import (
 	"time"
 
 	"github.com/keyraft/keyraft/enclave"
-	"github.com/keyraft/keyraft/internal/kes"
 )
 
 // policyName returns the request's policy name or the 400 for an invalid one.
 func policyName(req *request) (string, error) {
 	if !enclave.ValidName(req.resource) {
-		return "", kes.NewError(http.StatusBadRequest, "policy name '%s' is empty, too long or contains invalid characters", req.resource)
+		return "", enclave.InvalidPolicyName(req.resource)
 	}
 	return req.resource, nil
 }
@@ -33,8 +32,7 @@ func rules(patterns []string) ruleSet {
 	return set
 }
 
-// policyResponse is the body of /v1/policy/read and the "policy" member of
-// a non-admin's self-description.
+// policyResponse is the body of /v1/policy/read.
 type policyResponse struct {
 	Name      string    `json:"name"`
 	Allow     ruleSet   `json:"allow,omitempty"`

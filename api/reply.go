@@ -61,32 +61,68 @@ func writeError(w http.ResponseWriter, err error) {
 	_, _ = w.Write(b)
 }
 
-// readBody reads the (already size-limited) request body. A body that
-// cannot be read completely, e.g. because it exceeds the route's limit, is
+// initialBodyBuffer is the first allocation for a request body: most KES
+// request bodies (a context, a ciphertext) fit into it.
+const initialBodyBuffer = 1 << 10
+
+// readBody reads the (already size-limited) request body. Memory grows with
+// the bytes that arrive, never with the Content-Length the client announces:
+// the buffer starts at initialBodyBuffer bytes (or the announced length, if
+// smaller) and doubles as bytes arrive, up to the announced length or
+// maxBody, so a request that announces 1 MB and sends nothing holds 1 KiB.
+// Outgrown buffers are cleared, so no copies of secrets are left behind.
+//
+// A body that cannot be read completely, e.g. because it exceeds the route's
+// limit or does not arrive before the route's read deadline, is
 // errInvalidBody. The caller owns the result and should clear it when it
 // held secrets.
 func readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
 	}
+	limit := int64(maxBody)
 	if n := r.ContentLength; n >= 0 {
 		if n > maxBody {
 			return nil, errInvalidBody
 		}
-		// Exact allocation: no intermediate buffers holding copies of secrets.
-		b := make([]byte, n)
-		if _, err := io.ReadFull(r.Body, b); err != nil {
+		if n == 0 {
+			return []byte{}, nil
+		}
+		limit = n
+	}
+	b := make([]byte, 0, min(limit, initialBodyBuffer))
+	for {
+		if len(b) == cap(b) {
+			if int64(len(b)) >= limit {
+				// Content-Length bytes read: anything more is an error the
+				// server reports; for an unknown length, MaxBytesReader's
+				// error does. Read once more to see EOF or that error.
+				var one [1]byte
+				n, err := r.Body.Read(one[:])
+				if n > 0 || (err != nil && !errors.Is(err, io.EOF)) {
+					clear(b)
+					return nil, errInvalidBody
+				}
+				if err != nil {
+					return b, nil
+				}
+				continue
+			}
+			nb := make([]byte, len(b), min(2*int64(cap(b)), limit))
+			copy(nb, b)
+			clear(b)
+			b = nb
+		}
+		n, err := r.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
 			clear(b)
 			return nil, errInvalidBody
 		}
-		return b, nil
 	}
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		clear(b)
-		return nil, errInvalidBody
-	}
-	return b, nil
 }
 
 // decodeBody reads the request body and decodes it as JSON into v. An

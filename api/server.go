@@ -53,6 +53,19 @@ type Config struct {
 	// registers the KES metrics in it. nil means a new private registry, so
 	// that many Servers can coexist in one process.
 	Registry *prometheus.Registry
+	// Fence, if set, is asked before every request (after the route and
+	// method checks) whether this node may serve at all; a non-nil error,
+	// normally a 503 kes.Error, is the answer. /version, /v1/metrics and
+	// /v1/cluster/status are always served, so that a fenced node can be
+	// diagnosed. It is called on every request, so it must be cheap (an
+	// atomic load) and safe for concurrent use.
+	Fence func() error
+	// MaxRequestsPerIdentity, if positive, caps the requests one client
+	// identity may have in progress at a time; a request beyond it is
+	// answered 429 "too many requests" before its body is read. Requests
+	// without an identity (/version, identify-only routes without a
+	// certificate) are not counted. Zero means no limit.
+	MaxRequestsPerIdentity int
 }
 
 // Server is the KES v1 HTTP API. It implements http.Handler and is safe for
@@ -69,6 +82,8 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *metrics
 	promHTTP http.Handler
+	fence    func() error
+	limiter  *identityLimiter
 
 	auditMu     sync.Mutex
 	auditOut    io.Writer // nil when console auditing is off
@@ -108,6 +123,8 @@ func New(cfg Config) (*Server, error) {
 		router:      rt,
 		start:       time.Now(),
 		registry:    cfg.Registry,
+		fence:       cfg.Fence,
+		limiter:     newIdentityLimiter(cfg.MaxRequestsPerIdentity),
 		auditOut:    cfg.AuditOut,
 		auditStream: NewMulticast(streamBuffer),
 		errorStream: NewMulticast(streamBuffer),
@@ -159,15 +176,20 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// NewHTTPServer returns an *http.Server for h with KES's server settings:
-// ReadHeaderTimeout 5 s, IdleTimeout 90 s, no ReadTimeout or WriteTimeout
-// (routes set their own deadlines), and a clone of tlsConfig that offers
-// HTTP/2 and HTTP/1.1 via ALPN (NextProtos "h2", "http/1.1" unless set) with
-// at least TLS 1.2. Serve it with srv.ServeTLS(listener, "", "") or
-// srv.ListenAndServeTLS("", ""); tlsConfig must carry the server certificate
-// (Certificates or GetCertificate/GetConfigForClient) and a client-auth
-// mode. If h is a *Server, its Close is registered with RegisterOnShutdown
-// so that Shutdown ends the log streams.
+// NewHTTPServer returns an *http.Server for h with KES's server settings
+// and deliberate resource limits (see limits.go and docs/operations.md):
+// ReadHeaderTimeout 5 s (handshake and headers), IdleTimeout 90 s, headers
+// at most MaxHeaderBytes, no ReadTimeout or WriteTimeout (routes set their
+// own read and write deadlines), HTTP/2 with MaxConcurrentStreams streams
+// per connection, MaxReadFrameSize frames, bounded flow-control windows and
+// WriteByteTimeout, and a clone of tlsConfig that offers HTTP/2 and
+// HTTP/1.1 via ALPN (NextProtos "h2", "http/1.1" unless set) with at least
+// TLS 1.2. Serve it with srv.ServeTLS(listener, "", "") or
+// srv.ListenAndServeTLS("", ""), preferably on a GuardListener; tlsConfig
+// must carry the server certificate (Certificates or
+// GetCertificate/GetConfigForClient) and a client-auth mode. If h is a
+// *Server, its Close is registered with RegisterOnShutdown so that Shutdown
+// ends the log streams.
 func NewHTTPServer(h http.Handler, tlsConfig *tls.Config) *http.Server {
 	var cfg *tls.Config
 	if tlsConfig != nil {
@@ -184,8 +206,19 @@ func NewHTTPServer(h http.Handler, tlsConfig *tls.Config) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         cfg,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       90 * time.Second,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          MaxConcurrentStreams,
+			MaxReadFrameSize:              MaxReadFrameSize,
+			MaxDecoderHeaderTableSize:     HeaderTableSize,
+			MaxEncoderHeaderTableSize:     HeaderTableSize,
+			MaxReceiveBufferPerConnection: MaxReceiveBufferPerConnection,
+			MaxReceiveBufferPerStream:     MaxReceiveBufferPerStream,
+			WriteByteTimeout:              WriteByteTimeout,
+		},
+		ConnContext: connContext,
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
@@ -234,6 +267,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt == nil || rt.audited {
 		s.audit(req, sw.status(), start)
 	}
+	noteClientReset(r)
 }
 
 // serve runs the request pipeline up to and including the handler. w is
@@ -250,6 +284,12 @@ func (s *Server) serve(w http.ResponseWriter, raw http.ResponseWriter, req *requ
 		writeError(w, kes.NewError(http.StatusMethodNotAllowed, "received method '%s' expected '%s'", req.Method, rt.method))
 		return
 	}
+	if s.fence != nil && !unfenced(rt.path) {
+		if err := s.fence(); err != nil {
+			s.fail(w, req, err)
+			return
+		}
+	}
 	if req.Body != nil {
 		req.Body = http.MaxBytesReader(raw, req.Body, rt.bodyLimit(req.ContentLength))
 	}
@@ -257,8 +297,13 @@ func (s *Server) serve(w http.ResponseWriter, raw http.ResponseWriter, req *requ
 		ctx, cancel := context.WithTimeout(req.Context(), rt.timeout)
 		defer cancel()
 		// Not every writer supports deadlines (e.g. in unit tests); the
-		// context deadline still bounds the backend call.
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(rt.timeout))
+		// context deadline still bounds the backend call. The read deadline
+		// makes a body that trickles in fail at the route's deadline
+		// instead of holding the request forever.
+		rc := http.NewResponseController(w)
+		deadline := time.Now().Add(rt.timeout)
+		_ = rc.SetWriteDeadline(deadline)
+		_ = rc.SetReadDeadline(deadline)
 		req.Request = req.WithContext(ctx)
 	}
 	if rt.auth != authNone {
@@ -276,9 +321,22 @@ func (s *Server) serve(w http.ResponseWriter, raw http.ResponseWriter, req *requ
 		s.fail(w, req, err)
 		return
 	}
+	if req.identity != "" {
+		if !s.limiter.acquire(req.identity) {
+			writeError(w, errTooManyRequests)
+			return
+		}
+		defer s.limiter.release(req.identity)
+	}
 	if err := rt.handle(s, w, req); err != nil {
 		s.fail(w, req, err)
 	}
+}
+
+// unfenced reports whether a route is served even while the node is
+// fenced (Config.Fence): the ones an operator needs to see why.
+func unfenced(path string) bool {
+	return path == "/version" || path == "/v1/metrics" || path == "/v1/cluster/status"
 }
 
 // fail answers a request with err: a kes.Error (possibly wrapped) is sent

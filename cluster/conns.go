@@ -65,13 +65,6 @@ func (r *registry) revoke(authorize func(string) bool) int {
 	return len(victims)
 }
 
-// len returns the number of open connections (tests).
-func (r *registry) len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.conns)
-}
-
 // trackedConn leaves its registry when closed. It embeds *tls.Conn so that
 // users that look for ConnectionState (net/http's client) still find it.
 type trackedConn struct {

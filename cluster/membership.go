@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/keyraft/keyraft/fsm"
 )
 
 // Server is one entry of the Raft configuration.
@@ -95,19 +98,66 @@ func (n *Node) Info() Info {
 	return info
 }
 
-// RestoreSnapshot replaces the cluster's state with a snapshot written by
-// fsm.Snapshot.WriteTo, through Raft so every member installs it. It must
-// run on the leader. The caller checks the data first (fsm.CheckSnapshot):
-// Raft installs whatever it is given.
+// RestoreSnapshot replaces the cluster's replicated state with a snapshot
+// written by fsm.Snapshot.WriteTo, through Raft's user-snapshot restore, so
+// every member installs it (followers by InstallSnapshot) and Raft's
+// indexes stay monotonic. It must run on the leader (else an error
+// wrapping ErrNotLeader).
+//
+// It first waits until every committed entry is applied (a barrier), then
+// rewrites the image with fsm.PrepareRestore against the live state: the
+// image's applied index drops below every index Raft uses afterwards, so
+// every later write is applied on every node; the live membership and seal
+// record replace the backup's; and the restored key records are marked
+// unconfirmed until they are reconciled with the keystore (see package
+// enclave). The Raft configuration is never taken from a snapshot, so a
+// restore changes no membership. A snapshot fsm.PrepareRestore rejects
+// yields its error (wrapping fsm.ErrBadSnapshot) and changes nothing.
+//
+// A write committed between the barrier and the restore is overwritten by
+// the restore, like any write ordered before it. It is safe for concurrent
+// use; concurrent restores are serialized by Raft.
 func (n *Node) RestoreSnapshot(ctx context.Context, data []byte) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(data))}
-	if err := n.raft.Restore(meta, bytes.NewReader(data), timeoutOf(ctx)); err != nil {
+	timeout := timeoutOf(ctx)
+	if err := n.raft.Barrier(timeout).Error(); err != nil {
+		return fmt.Errorf("cluster: restore snapshot: barrier: %w", mapNotLeader(err))
+	}
+	image, err := fsm.PrepareRestore(n.cfg.FSM, data)
+	if err != nil {
+		return err
+	}
+	before, err := n.Servers()
+	if err != nil {
+		return err
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(image))}
+	if err := n.raft.Restore(meta, bytes.NewReader(image), timeoutOf(ctx)); err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", mapNotLeader(err))
 	}
+	n.checkMembership(before)
+	n.log.Info("restored a snapshot", "bytes", len(data), "applied_index", n.cfg.FSM.AppliedIndex())
 	return nil
+}
+
+// checkMembership logs, after a restore, any difference between the Raft
+// configuration before it and now, and Raft servers without a member
+// record: neither should ever happen.
+func (n *Node) checkMembership(before []Server) {
+	after, err := n.Servers()
+	if err != nil {
+		return
+	}
+	if !slices.Equal(before, after) {
+		n.log.Error("the Raft configuration changed during a snapshot restore", "before", before, "after", after)
+	}
+	for _, s := range after {
+		if _, ok := n.cfg.FSM.Member(s.ID); !ok {
+			n.log.Error("a Raft server has no member record after a snapshot restore", "id", s.ID)
+		}
+	}
 }
 
 // Call sends a JSON request over the cluster RPC channel to the member at

@@ -3,6 +3,7 @@ package enclave
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -15,7 +16,9 @@ var errCannotDeleteDefault = kes.Error{Code: 400, Message: "the default enclave 
 
 // CreateEnclave creates an enclave whose admin identity may manage its
 // keys, policies and identities. It returns kes.ErrEnclaveExists if it
-// exists (the default enclave always does).
+// exists (the default enclave always does). A new enclave starts with an
+// empty keystore namespace: leftovers of a former enclave of the same name
+// are deleted first (a 502 kes.Error if the keystore fails).
 func (s *Service) CreateEnclave(ctx context.Context, name, admin, identity string) error {
 	if name == DefaultEnclave {
 		return kes.ErrEnclaveExists
@@ -53,6 +56,10 @@ func (s *Service) ListEnclaves(_ context.Context, prefix string) ([]string, erro
 
 // DeleteEnclave deletes an enclave: its keys from the keystore, then the
 // enclave with its policies and identities from every node in one apply.
+// It returns kes.ErrEnclaveNotFound if there is none and a 400 for the
+// default enclave. A key whose create was acknowledged before the delete
+// is gone after it; creates that wait for it fail with
+// kes.ErrEnclaveNotFound.
 func (s *Service) DeleteEnclave(ctx context.Context, name, identity string) error {
 	if name == DefaultEnclave {
 		return errCannotDeleteDefault
@@ -84,7 +91,7 @@ func (s *Service) AssignPolicy(ctx context.Context, enclave, policy, assignee, i
 		return err
 	}
 	if s.isAdmin(assignee) {
-		return kes.Error{Code: 400, Message: "the admin identity cannot be assigned to a policy"}
+		return errAssignAdmin
 	}
 	return s.write(ctx, Op{Kind: OpAssignPolicy, Enclave: enclave, Name: policy, Assignee: assignee, Identity: identity})
 }
@@ -98,55 +105,131 @@ func (s *Service) DeleteIdentity(ctx context.Context, enclave, assignee, identit
 	return s.write(ctx, Op{Kind: OpDeleteIdentity, Enclave: enclave, Assignee: assignee, Identity: identity})
 }
 
-// execEnclaveOp runs the enclave, policy and identity writes on the leader.
-func (s *Service) execEnclaveOp(ctx context.Context, op Op) (uint64, error) {
+// execCreateEnclave runs on the leader. Holding the enclave's lock
+// exclusively, it makes sure this node applied everything committed
+// before (barrier), refuses an existing enclave with
+// kes.ErrEnclaveExists, deletes whatever the keystore holds in the
+// enclave's namespace (entries a deposed leader wrote but could not
+// commit or remove), and only then creates the enclave, so no leftover key
+// of a former enclave of the same name can reappear in it. Keystore
+// failures are 502 kes.Errors.
+func (s *Service) execCreateEnclave(ctx context.Context, op Op) (uint64, error) {
+	if op.Enclave == DefaultEnclave {
+		return 0, kes.ErrEnclaveExists
+	}
+	unlock := s.locks.exclusive(op.Enclave)
+	defer unlock()
+	if err := s.barrier(ctx); err != nil {
+		return 0, err
+	}
+	if _, ok := s.cfg.FSM.Enclave(op.Enclave); ok {
+		return 0, kes.ErrEnclaveExists
+	}
+	n, err := s.clearNamespace(ctx, op.Enclave)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		s.log.Warn("deleted leftover keystore entries of a former enclave", "enclave", op.Enclave, "count", n)
+	}
+	rec := fsm.EnclaveRecord{Name: op.Enclave, Admin: op.Admin, CreatedAt: s.now().UTC(), CreatedBy: op.Identity}
+	idx, err := s.propose(ctx, fsm.PutEnclave{Enclave: rec})
+	if errors.Is(err, fsm.ErrExists) {
+		return idx, kes.ErrEnclaveExists
+	}
+	return idx, err
+}
+
+// execDeleteEnclave runs on the leader: it deletes the enclave's keys from
+// the keystore, then the enclave with its keys, policies and identities
+// from every node in one apply. It holds the enclave's lock exclusively
+// from listing the keystore through the apply, so no key create of the
+// enclave is in between (see enclaveLocks).
+func (s *Service) execDeleteEnclave(ctx context.Context, op Op) (uint64, error) {
+	if op.Enclave == DefaultEnclave {
+		return 0, errCannotDeleteDefault
+	}
+	unlock := s.locks.exclusive(op.Enclave)
+	defer unlock()
+	if _, ok := s.cfg.FSM.Enclave(op.Enclave); !ok {
+		return 0, kes.ErrEnclaveNotFound
+	}
+	if _, err := s.clearNamespace(ctx, op.Enclave); err != nil {
+		return 0, err
+	}
+	idx, err := s.propose(ctx, fsm.DeleteEnclave{Name: op.Enclave})
+	if errors.Is(err, fsm.ErrNotFound) {
+		return idx, kes.ErrEnclaveNotFound
+	}
+	return idx, err
+}
+
+// barrier returns once this node, the leader, has applied every entry
+// committed before it was called: it applies a TouchKeys that touches
+// nothing. A new leader may not yet have applied its predecessor's last
+// entries, so its FSM could still show a deleted enclave, or miss a
+// created one.
+func (s *Service) barrier(ctx context.Context) error {
+	_, err := s.propose(ctx, fsm.TouchKeys{Enclave: DefaultEnclave, At: s.now().UTC()})
+	return err
+}
+
+// clearNamespace deletes every keystore entry in a non-default enclave's
+// namespace and returns how many it deleted. It refuses the default
+// enclave (see enclaveNamespace); keystore failures are 502 kes.Errors.
+func (s *Service) clearNamespace(ctx context.Context, enclave string) (int, error) {
+	prefix, err := enclaveNamespace(enclave)
+	if err != nil {
+		return 0, err
+	}
+	names, err := s.cfg.Store.List(ctx, prefix)
+	if err != nil {
+		s.log.Error("failed to list an enclave's keys", "enclave", enclave, "error", err)
+		return 0, errListFailed
+	}
+	n := 0
+	for _, name := range names {
+		if !strings.HasPrefix(name, prefix) { // a keystore lists only what was asked; never trust more
+			continue
+		}
+		switch err := s.cfg.Store.Delete(ctx, name); {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			s.log.Error("failed to delete an enclave's key", "enclave", enclave, "error", err)
+			return n, errDeleteFailed
+		default:
+			n++
+		}
+	}
+	return n, nil
+}
+
+// execPolicyOp runs the policy and identity writes on the leader.
+func (s *Service) execPolicyOp(ctx context.Context, op Op) (uint64, error) {
 	now := s.now().UTC()
 	var (
 		cmd      fsm.Command
 		notFound = kes.ErrPolicyNotFound
 	)
 	switch op.Kind {
-	case OpCreateEnclave:
-		cmd = fsm.PutEnclave{Enclave: fsm.EnclaveRecord{Name: op.Enclave, Admin: op.Admin, CreatedAt: now, CreatedBy: op.Identity}}
-	case OpDeleteEnclave:
-		if err := s.deleteEnclaveKeys(ctx, op.Enclave); err != nil {
-			return 0, err
-		}
-		cmd, notFound = fsm.DeleteEnclave{Name: op.Enclave}, kes.ErrEnclaveNotFound
 	case OpWritePolicy:
 		cmd = fsm.PutPolicy{Enclave: op.Enclave, Policy: fsm.PolicyRecord{Name: op.Name, Allow: op.Allow, Deny: op.Deny, CreatedAt: now, CreatedBy: op.Identity}}
+		notFound = kes.ErrEnclaveNotFound // the enclave was deleted meanwhile
 	case OpDeletePolicy:
 		cmd = fsm.DeletePolicy{Enclave: op.Enclave, Name: op.Name}
 	case OpAssignPolicy:
+		if s.isAdmin(op.Assignee) {
+			return 0, errAssignAdmin
+		}
 		cmd = fsm.AssignIdentity{Enclave: op.Enclave, Identity: fsm.IdentityRecord{Identity: op.Assignee, Policy: op.Name, CreatedAt: now, CreatedBy: op.Identity}}
 	case OpDeleteIdentity:
 		cmd, notFound = fsm.DeleteIdentity{Enclave: op.Enclave, Identity: op.Assignee}, kes.ErrIdentityNotFound
+	default:
+		return 0, fmt.Errorf("enclave: %q is not a policy op", op.Kind)
 	}
 	idx, err := s.propose(ctx, cmd)
-	switch {
-	case errors.Is(err, fsm.ErrExists):
-		return idx, kes.ErrEnclaveExists
-	case errors.Is(err, fsm.ErrNotFound):
+	if errors.Is(err, fsm.ErrNotFound) {
 		return idx, notFound
 	}
 	return idx, err
-}
-
-// deleteEnclaveKeys removes an enclave's keys from the keystore.
-func (s *Service) deleteEnclaveKeys(ctx context.Context, enclave string) error {
-	if _, ok := s.cfg.FSM.Enclave(enclave); !ok {
-		return kes.ErrEnclaveNotFound
-	}
-	names, err := s.cfg.Store.List(ctx, storePrefix(enclave))
-	if err != nil {
-		s.log.Error("failed to list an enclave's keys", "enclave", enclave, "error", err)
-		return errListFailed
-	}
-	for _, n := range names {
-		if err := s.cfg.Store.Delete(ctx, n); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("failed to delete an enclave's key", "enclave", enclave, "error", err)
-			return errDeleteFailed
-		}
-	}
-	return nil
 }

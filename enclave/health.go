@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/keyraft/keyraft/fsm"
@@ -15,6 +16,7 @@ import (
 // eviction of keys unused for Cache.Unused. Close stops them.
 func (s *Service) Start() {
 	s.loop(s.cfg.Cache.HealthInterval, s.checkHealth)
+	s.startReconciler()
 	if s.cfg.Cache.Any > 0 {
 		s.loop(s.cfg.Cache.Any, s.revalidate)
 	}
@@ -26,15 +28,18 @@ func (s *Service) Start() {
 
 // reportUse (followers) tells the leader which keys this node used since
 // its last report, so the leader does not evict keys that only followers
-// use. The leader knows its own use from its cache.
+// use. The leader knows its own use from its cache. Reports carry at most
+// maxTouchNames names each.
 func (s *Service) reportUse(ctx context.Context) {
 	since := s.lastReport.Swap(s.now().UnixNano())
 	if s.cfg.Proposer.IsLeader() || s.cfg.Forwarder == nil {
 		return
 	}
 	for enclave, names := range s.cache.usedSince(since) {
-		if _, err := s.cfg.Forwarder.Forward(ctx, Op{Kind: OpTouchKeys, Enclave: enclave, Names: names}); err != nil {
-			s.log.Debug("could not report key use to the leader", "error", err)
+		for batch := range slices.Chunk(names, maxTouchNames) {
+			if _, err := s.cfg.Forwarder.Forward(ctx, Op{Kind: OpTouchKeys, Enclave: enclave, Names: batch}); err != nil {
+				s.log.Debug("could not report key use to the leader", "error", err)
+			}
 		}
 	}
 }
@@ -135,7 +140,10 @@ func (s *Service) revalidate(ctx context.Context) {
 	for _, n := range names {
 		present[n] = true
 	}
-	s.evictWhere(ctx, func(enclave string, r fsm.KeyRecord) bool { return !present[storeName(enclave, r.Name)] })
+	s.evictWhere(ctx, func(enclave string, r fsm.KeyRecord) bool {
+		sn, err := storeName(enclave, r.Name)
+		return err != nil || !present[sn]
+	})
 }
 
 // evictUnused (leader only) evicts keys no node used within Cache.Unused.

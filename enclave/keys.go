@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/keyraft/keyraft/fsm"
 	"github.com/keyraft/keyraft/internal/crypto"
@@ -40,14 +41,9 @@ func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, f
 	if sl == nil {
 		return nil, fsm.KeyRecord{}, errSealed
 	}
-	rec, ok := s.cfg.FSM.Key(enclave, name)
-	if !ok {
-		if err := s.loadKey(ctx, enclave, name); err != nil {
-			return nil, fsm.KeyRecord{}, err
-		}
-		if rec, ok = s.cfg.FSM.Key(enclave, name); !ok {
-			return nil, fsm.KeyRecord{}, kes.ErrKeyNotFound
-		}
+	rec, err := s.keyRecord(ctx, enclave, name) // loads; holds back unconfirmed restored records
+	if err != nil {
+		return nil, fsm.KeyRecord{}, err
 	}
 	now := s.now().UnixNano()
 	if e, ok := s.cache.get(enclave, name, rec.Index); ok {
@@ -92,15 +88,27 @@ func (s *Service) execLoadKey(ctx context.Context, op Op) (uint64, error) {
 	return i, err
 }
 
-// readKey loads a key that is not cached from the keystore and replicates it.
+// readKey loads a key that is not cached from the keystore and replicates
+// it. Like a create, it holds the enclave's lock shared from the
+// enclave-exists check through the apply, so a value read from a deleted
+// enclave can never be replicated into a re-created one of the same name.
 func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
+	unlock := s.locks.shared(op.Enclave)
+	defer unlock()
+	if err := s.enclaveExists(op.Enclave); err != nil {
+		return 0, err
+	}
 	if r, ok := s.cfg.FSM.Key(op.Enclave, op.Name); ok {
 		return r.Index, nil
 	}
 	if s.offline.Load() {
 		return 0, errReadFailed
 	}
-	value, err := s.cfg.Store.Get(ctx, storeName(op.Enclave, op.Name))
+	sn, err := storeName(op.Enclave, op.Name)
+	if err != nil {
+		return 0, err
+	}
+	value, err := s.cfg.Store.Get(ctx, sn)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, kes.ErrKeyNotFound
 	}
@@ -118,7 +126,8 @@ func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
 	return s.replicateKey(ctx, op.Enclave, op.Name, kv, value, false)
 }
 
-// replicateKey seals a key's stored value and proposes it.
+// replicateKey seals a key's stored value and proposes it. It returns
+// kes.ErrEnclaveNotFound if the enclave was deleted before the apply.
 func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv crypto.KeyVersion, value []byte, create bool) (uint64, error) {
 	sl := s.seal.Load()
 	if sl == nil {
@@ -139,31 +148,100 @@ func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv cry
 		UsedAt:    now,
 	}
 	idx, err := s.propose(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Create: create})
-	if errors.Is(err, fsm.ErrExists) {
+	switch {
+	case errors.Is(err, fsm.ErrExists):
 		return idx, kes.ErrKeyExists
+	case errors.Is(err, fsm.ErrNotFound):
+		return idx, kes.ErrEnclaveNotFound
 	}
 	return idx, err
 }
 
-// execCreateKey runs on the leader: create in the keystore, then cache.
-func (s *Service) execCreateKey(ctx context.Context, op Op, kv crypto.KeyVersion) (uint64, error) {
-	defer kv.Zero()
+// execCreateKey runs a create or import on the leader: create in the
+// keystore, then cache. It holds the enclave's lock shared from the
+// enclave-exists check through the apply, so an enclave delete (which holds
+// it exclusively) either runs before, and the create finds no enclave, or
+// after, and its listing sees the new entry. If the apply fails, the
+// keystore entry is removed again (best effort), since the client is told
+// the key was not created.
+func (s *Service) execCreateKey(ctx context.Context, op Op) (uint64, error) {
+	defer clear(op.Key)
+	unlock := s.locks.shared(op.Enclave)
+	defer unlock()
+	if err := s.enclaveExists(op.Enclave); err != nil {
+		return 0, err
+	}
 	if s.offline.Load() {
 		return 0, errCreateFailed
 	}
+	sn, err := storeName(op.Enclave, op.Name)
+	if err != nil {
+		return 0, err
+	}
+	kv, err := s.newKeyVersion(op)
+	if err != nil {
+		return 0, err
+	}
+	defer kv.Zero()
 	value, err := crypto.EncodeKeyVersion(kv)
 	if err != nil {
 		return 0, internal("encode key: %w", err)
 	}
 	defer clear(value)
-	switch err := s.cfg.Store.Create(ctx, storeName(op.Enclave, op.Name), value); {
+	switch err := s.cfg.Store.Create(ctx, sn, value); {
 	case errors.Is(err, store.ErrExists):
 		return 0, kes.ErrKeyExists
 	case err != nil:
 		s.log.Error("failed to create key in keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
 		return 0, errCreateFailed
 	}
-	return s.replicateKey(ctx, op.Enclave, op.Name, kv, value, false)
+	idx, err := s.replicateKey(ctx, op.Enclave, op.Name, kv, value, false)
+	// Only a deterministic rejection proves that no replica holds the
+	// record. After a lost leadership or a timeout the entry may still be
+	// committed by the next leader, and deleting its material then would
+	// destroy every data key generated under it; such an orphan is
+	// harmless by comparison (and purged if its enclave is re-created).
+	if errors.Is(err, kes.ErrEnclaveNotFound) {
+		s.discardCreated(ctx, op, sn, err)
+	}
+	return idx, err
+}
+
+// newKeyVersion returns the key material of a create (random) or an
+// import (op.Key, which it clears).
+func (s *Service) newKeyVersion(op Op) (crypto.KeyVersion, error) {
+	if op.Kind != OpImportKey {
+		kv, err := crypto.NewKeyVersion(crypto.DefaultKeyType(), op.Identity, s.now().UTC())
+		if err != nil {
+			return crypto.KeyVersion{}, errCreateFailed
+		}
+		return kv, nil
+	}
+	kv, err := crypto.ImportKeyVersion(op.Key, op.Cipher, op.Identity, s.now().UTC())
+	clear(op.Key)
+	if errors.Is(err, crypto.ErrUnsupportedAlgorithm) {
+		return crypto.KeyVersion{}, errUnsupportedCipher(op.Cipher)
+	}
+	if err != nil {
+		return crypto.KeyVersion{}, errKeySize(op.Cipher)
+	}
+	return kv, nil
+}
+
+// discardCreated removes the keystore entry of a create whose apply was
+// rejected, so that a key the client was told does not exist cannot surface
+// later, in a listing or in a re-created enclave of the same name. Best
+// effort: a failure is logged, and the purge when an enclave is created is
+// the backstop.
+func (s *Service) discardCreated(ctx context.Context, op Op, entry string, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Delete(ctx, entry); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("failed to remove the keystore entry of a key whose create failed",
+			"enclave", op.Enclave, "key", op.Name, "cause", cause, "error", err)
+		return
+	}
+	s.log.Warn("removed the keystore entry of a key whose create failed", "enclave", op.Enclave, "key", op.Name, "cause", cause)
 }
 
 // execDeleteKey runs on the leader: delete from the keystore, then evict
@@ -172,7 +250,11 @@ func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
 	if s.offline.Load() {
 		return 0, errDeleteFailed
 	}
-	err := s.cfg.Store.Delete(ctx, storeName(op.Enclave, op.Name))
+	sn, err := storeName(op.Enclave, op.Name)
+	if err != nil {
+		return 0, err
+	}
+	err = s.cfg.Store.Delete(ctx, sn)
 	notFound := errors.Is(err, store.ErrNotFound)
 	if err != nil && !notFound {
 		s.log.Error("failed to delete key from keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
@@ -206,10 +288,10 @@ func (s *Service) ImportKey(ctx context.Context, enclave, name string, key []byt
 		return err
 	}
 	if _, err := crypto.ParseKeyType(cipher); err != nil {
-		return kes.NewError(406, "algorithm '%s' is not supported", cipher)
+		return errUnsupportedCipher(cipher)
 	}
 	if len(key) != crypto.KeySize {
-		return kes.NewError(406, "invalid key size for '%s'", cipher)
+		return errKeySize(cipher)
 	}
 	return s.write(ctx, Op{Kind: OpImportKey, Enclave: enclave, Name: name, Identity: identity, Key: key, Cipher: cipher})
 }
@@ -242,7 +324,10 @@ func (s *Service) ListKeys(ctx context.Context, enclave, prefix, continueAt stri
 	if s.offline.Load() {
 		return nil, "", errListFailed
 	}
-	sp := storePrefix(enclave)
+	sp, err := listPrefix(enclave)
+	if err != nil {
+		return nil, "", err
+	}
 	all, err := s.cfg.Store.List(ctx, sp+prefix)
 	if err != nil {
 		s.log.Error("failed to list keys in keystore", "enclave", enclave, "error", err)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/keyraft/keyraft/fsm"
-	"github.com/keyraft/keyraft/internal/crypto"
 	"github.com/keyraft/keyraft/internal/kes"
 )
 
@@ -31,8 +30,9 @@ const (
 )
 
 // Op is a write (or a cache load) that runs on the leader. Followers send
-// it through a Forwarder with the caller's identity; the leader authorizes
-// it again before running it.
+// it through a Forwarder with the caller's identity; the leader validates
+// it as the API validates a request and authorizes it again before running
+// it (see Execute).
 type Op struct {
 	Kind     OpKind `json:"kind"`
 	Enclave  string `json:"enclave"`
@@ -116,11 +116,20 @@ func (s *Service) write(ctx context.Context, op Op) error {
 	return nil
 }
 
-// Execute runs a forwarded op on this node, which must be the leader. The
-// op's identity, which the forwarding member vouches for, is authorized
-// again. Client-visible failures are returned in Result.Err; the error is
-// non-nil only for internal failures.
+// Execute runs a forwarded op on this node, which must be the leader.
+// Before anything touches the keystore or Raft, the op is validated as the
+// API validates a request (names, sizes: validate), its identity, which the
+// forwarding member vouches for, is authorized again, and the enclave it
+// names must exist. No op can address a reserved keystore entry (see
+// storeName). Client-visible failures, including every refusal, are
+// returned in Result.Err as the API's kes.Error; the error is non-nil only
+// for internal failures. Execute clears op.Key. It is safe for concurrent
+// use and serializes key creates with enclave deletes as Service says.
 func (s *Service) Execute(ctx context.Context, op Op) (Result, error) {
+	defer clear(op.Key)
+	if err := validate(op); err != nil {
+		return toResult(0, err)
+	}
 	if p := op.path(); p != "" {
 		authEnclave := op.Enclave
 		if op.Kind == OpCreateEnclave || op.Kind == OpDeleteEnclave {
@@ -130,7 +139,7 @@ func (s *Service) Execute(ctx context.Context, op Op) (Result, error) {
 			return toResult(0, err)
 		}
 	}
-	idx, err := s.execute(ctx, op)
+	idx, err := s.run(ctx, op)
 	return toResult(idx, err)
 }
 
@@ -145,33 +154,31 @@ func toResult(idx uint64, err error) (Result, error) {
 	return Result{Index: idx}, err
 }
 
+// execute runs an op of this node's own API on this node, the leader. The
+// API authorized it; it is validated again all the same.
 func (s *Service) execute(ctx context.Context, op Op) (uint64, error) {
+	if err := validate(op); err != nil {
+		return 0, err
+	}
+	return s.run(ctx, op)
+}
+
+// run runs a validated, authorized op on the leader.
+func (s *Service) run(ctx context.Context, op Op) (uint64, error) {
 	switch op.Kind {
-	case OpCreateEnclave, OpDeleteEnclave:
-		return s.execEnclaveOp(ctx, op)
+	case OpCreateEnclave:
+		return s.execCreateEnclave(ctx, op)
+	case OpDeleteEnclave:
+		return s.execDeleteEnclave(ctx, op)
+	case OpCreateKey, OpImportKey:
+		return s.execCreateKey(ctx, op) // checks the enclave under its lock
 	}
 	if err := s.enclaveExists(op.Enclave); err != nil {
 		return 0, err
 	}
 	switch op.Kind {
 	case OpWritePolicy, OpDeletePolicy, OpAssignPolicy, OpDeleteIdentity:
-		return s.execEnclaveOp(ctx, op)
-	case OpCreateKey:
-		kv, err := crypto.NewKeyVersion(crypto.DefaultKeyType(), op.Identity, s.now().UTC())
-		if err != nil {
-			return 0, errCreateFailed
-		}
-		return s.execCreateKey(ctx, op, kv)
-	case OpImportKey:
-		kv, err := crypto.ImportKeyVersion(op.Key, op.Cipher, op.Identity, s.now().UTC())
-		clear(op.Key)
-		if errors.Is(err, crypto.ErrUnsupportedAlgorithm) {
-			return 0, kes.NewError(406, "algorithm '%s' is not supported", op.Cipher)
-		}
-		if err != nil {
-			return 0, kes.NewError(406, "invalid key size for '%s'", op.Cipher)
-		}
-		return s.execCreateKey(ctx, op, kv)
+		return s.execPolicyOp(ctx, op)
 	case OpDeleteKey:
 		return s.execDeleteKey(ctx, op)
 	case OpLoadKey:

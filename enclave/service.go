@@ -70,6 +70,11 @@ type Config struct {
 
 // Service implements the KES API's domain (api.Backend). All methods are
 // safe for concurrent use.
+//
+// On the leader, creating or importing a key in an enclave is serialized
+// with deleting and creating that enclave (see enclaveLocks): a key whose
+// create was acknowledged is deleted with its enclave, and a re-created
+// enclave starts with an empty keystore namespace.
 type Service struct {
 	cfg Config
 	log hclog.Logger
@@ -80,6 +85,9 @@ type Service struct {
 	cache   *keyCache
 	loading singleflight.Group // loadKey: one load request per key per node
 	reads   singleflight.Group // execLoadKey: one keystore read per key on the leader
+	locks   enclaveLocks       // leader: key creates vs. enclave create and delete
+
+	reconciling singleflight.Group // one reconciliation of restored keys at a time (reconcile.go)
 
 	offline   atomic.Bool
 	offlineAt atomic.Int64 // unix nanos of the first failed health check
@@ -136,6 +144,8 @@ func (s *Service) onEvent(e fsm.Event) {
 		s.cache.evict(e.Enclave, e.Name)
 	case fsm.EnclaveDeleted:
 		s.cache.evictEnclave(e.Enclave)
+	case fsm.StateRestored:
+		s.cache.clear() // unsealed entries of the replaced state
 	}
 }
 
@@ -154,23 +164,6 @@ func (s *Service) enclaveExists(name string) error {
 		return kes.ErrEnclaveNotFound
 	}
 	return nil
-}
-
-// storeName maps a key of an enclave to its keystore entry name. Keys of
-// the default enclave keep their plain names, as KES stores them; other
-// enclaves use a prefix with '.', which no valid key name contains.
-func storeName(enclave, name string) string {
-	if enclave == DefaultEnclave {
-		return name
-	}
-	return storePrefix(enclave) + name
-}
-
-func storePrefix(enclave string) string {
-	if enclave == DefaultEnclave {
-		return ""
-	}
-	return "keyraft.e." + enclave + "."
 }
 
 // propose applies a command on the leader. It maps "not the leader" to a

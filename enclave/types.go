@@ -1,10 +1,15 @@
 package enclave
 
-import "time"
+import (
+	"time"
+
+	"github.com/keyraft/keyraft/fsm"
+)
 
 // DefaultEnclave is the enclave used when a request names none. Its keys are
 // stored in the keystore under their plain names, exactly as KES stores them.
-const DefaultEnclave = "default"
+// It always exists and cannot be created or deleted.
+const DefaultEnclave = fsm.DefaultEnclave
 
 // KeyInfo describes a key (GET /v1/key/describe).
 type KeyInfo struct {

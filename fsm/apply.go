@@ -17,6 +17,7 @@ var (
 	bucketIdentities = []byte("identities")
 	bucketMembers    = []byte("members")
 	bucketRemoved    = []byte("removed")
+	bucketRevoked    = []byte("revoked")
 
 	metaApplied = []byte("applied")
 	metaSeal    = []byte("seal")
@@ -26,7 +27,7 @@ var (
 // formatVersion is the layout version of the bbolt file and of snapshots.
 const formatVersion = 1
 
-var allBuckets = [][]byte{bucketMeta, bucketEnclaves, bucketKeys, bucketPolicies, bucketIdentities, bucketMembers, bucketRemoved}
+var allBuckets = [][]byte{bucketMeta, bucketEnclaves, bucketKeys, bucketPolicies, bucketIdentities, bucketMembers, bucketRemoved, bucketRevoked}
 
 // ErrFatal marks an Apply failure that must stop the node: an undecodable
 // command or a failed write of the state file. Continuing would let this
@@ -40,28 +41,37 @@ var ErrFatal = errors.New("fsm: fatal apply error")
 // Indexes at or below the applied index are skipped, so replays after a
 // restart are harmless. Apply must not be called concurrently with itself,
 // Restore or Close.
+//
+// Readers never wait for the disk: the command is planned under the read
+// lock (planning only reads), the bbolt transaction commits and fsyncs
+// without any FSM lock (bbolt serializes writers itself, and snapshots read
+// their own transaction), and the write lock is taken only to switch the
+// in-memory state, which takes microseconds. Until then readers see the
+// state, and the applied index, of the previous command.
 func (f *FSM) Apply(index uint64, data []byte) (result error, fatal error) {
 	cmd, err := Decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w at index %d: %w", ErrFatal, index, err)
 	}
-	f.mu.Lock()
+	f.mu.RLock()
 	if index <= f.st.applied {
-		f.mu.Unlock()
+		f.mu.RUnlock()
 		return nil, nil
 	}
 	ch := &change{}
 	result = f.st.plan(cmd, index, ch)
-	err = f.db.Update(func(tx *bolt.Tx) error {
+	db := f.db
+	f.mu.RUnlock()
+	err = db.Update(func(tx *bolt.Tx) error {
 		if err := ch.write(tx); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketMeta).Put(metaApplied, u64(index))
 	})
 	if err != nil {
-		f.mu.Unlock()
 		return nil, fmt.Errorf("%w at index %d: write state: %w", ErrFatal, index, err)
 	}
+	f.mu.Lock()
 	for _, m := range ch.mem {
 		m()
 	}

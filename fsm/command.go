@@ -26,6 +26,7 @@ const (
 	TypeRemoveMember    Type = 11 // RemoveMember
 	TypeReplacePolicies Type = 12 // ReplacePolicies
 	TypeTouchKeys       Type = 13 // TouchKeys
+	TypeReconcileKeys   Type = 15 // ReconcileKeys
 )
 
 // ErrUnknownCommand is returned by Decode for a command type this build does
@@ -58,8 +59,10 @@ type KeyRecord struct {
 	Index uint64 `json:"index"`
 }
 
-// PutKey stores a key record. With Create set the command fails with
-// ErrExists when the enclave already holds the name.
+// PutKey stores a key record. It fails with ErrNotFound when the enclave
+// does not exist (e.g. it was deleted after the leader checked), so a key
+// can never outlive its enclave. With Create set it fails with ErrExists
+// when the enclave already holds the name.
 type PutKey struct {
 	Enclave string    `json:"enclave"`
 	Key     KeyRecord `json:"key"`
@@ -109,7 +112,8 @@ type PolicyRecord struct {
 	FromConfig bool `json:"from_config,omitempty"`
 }
 
-// PutPolicy creates or replaces a policy.
+// PutPolicy creates or replaces a policy. It fails with ErrNotFound when
+// the enclave does not exist.
 type PutPolicy struct {
 	Enclave string       `json:"enclave"`
 	Policy  PolicyRecord `json:"policy"`
@@ -223,6 +227,8 @@ func Decode(b []byte) (Command, error) {
 		c = new(RemoveKeys)
 	case TypeTouchKeys:
 		c = new(TouchKeys)
+	case TypeReconcileKeys:
+		c = new(ReconcileKeys)
 	case TypePutEnclave:
 		c = new(PutEnclave)
 	case TypeDeleteEnclave:
@@ -261,6 +267,8 @@ func deref(c Command) Command {
 	case *RemoveKeys:
 		return *v
 	case *TouchKeys:
+		return *v
+	case *ReconcileKeys:
 		return *v
 	case *PutEnclave:
 		return *v

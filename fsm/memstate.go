@@ -19,6 +19,12 @@ type state struct {
 	identities map[string]map[string]IdentityRecord
 	members    map[string]Member
 	removed    map[string]uint64
+	// restore is set while the key records of a restored snapshot are not
+	// yet reconciled with the keystore (see RestoreMarker).
+	restore *RestoreMarker
+	// revoked maps the certificate identities of removed members to the
+	// index that removed them, until a PutMember re-authorizes them.
+	revoked map[string]uint64
 }
 
 func newState() *state {
@@ -29,6 +35,7 @@ func newState() *state {
 		identities: map[string]map[string]IdentityRecord{},
 		members:    map[string]Member{},
 		removed:    map[string]uint64{},
+		revoked:    map[string]uint64{},
 	}
 }
 
@@ -49,6 +56,12 @@ func (s *state) load(tx *bolt.Tx) error {
 	}
 	if v := meta.Get(metaApplied); v != nil {
 		s.applied = binary.BigEndian.Uint64(v)
+	}
+	if v := meta.Get(metaRestore); v != nil {
+		s.restore = new(RestoreMarker)
+		if err := json.Unmarshal(v, s.restore); err != nil {
+			return fmt.Errorf("restore marker: %w", err)
+		}
 	}
 	if v := meta.Get(metaSeal); v != nil {
 		s.seal = new(SealRecord)
@@ -71,8 +84,14 @@ func (s *state) load(tx *bolt.Tx) error {
 	if err := each(tx, bucketMembers, func(_ string, m Member) { s.members[m.ID] = m }); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketRemoved).ForEach(func(k, v []byte) error {
+	if err := tx.Bucket(bucketRemoved).ForEach(func(k, v []byte) error {
 		s.removed[string(k)] = binary.BigEndian.Uint64(v)
+		return nil
+	}); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketRevoked).ForEach(func(k, v []byte) error {
+		s.revoked[string(k)] = binary.BigEndian.Uint64(v)
 		return nil
 	})
 }
@@ -102,11 +121,27 @@ func enclaveOf(key string) string {
 	return e
 }
 
+// DefaultEnclave is the enclave that always exists without a record.
+const DefaultEnclave = "default"
+
+// hasEnclave reports whether the enclave exists: the default one always
+// does, others while their record exists.
+func (s *state) hasEnclave(name string) bool {
+	if name == DefaultEnclave {
+		return true
+	}
+	_, ok := s.enclaves[name]
+	return ok
+}
+
 // plan validates cmd against the current state and records its effects in
 // ch without changing anything. It returns the command's result.
 func (s *state) plan(cmd Command, index uint64, ch *change) error {
 	switch c := cmd.(type) {
 	case PutKey:
+		if !s.hasEnclave(c.Enclave) {
+			return ErrNotFound
+		}
 		if _, ok := s.keys[c.Enclave][c.Key.Name]; ok && c.Create {
 			return ErrExists
 		}
@@ -167,6 +202,9 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		})
 		ch.emit(Event{Kind: EnclaveDeleted, Enclave: c.Name})
 	case PutPolicy:
+		if !s.hasEnclave(c.Enclave) {
+			return ErrNotFound
+		}
 		ch.put(bucketPolicies, ek(c.Enclave, c.Policy.Name), c.Policy)
 		ch.do(func() { nested(s.policies, c.Enclave)[c.Policy.Name] = c.Policy })
 	case DeletePolicy:
@@ -195,6 +233,8 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		ch.do(func() { delete(s.identities[c.Enclave], c.Identity) })
 	case ReplacePolicies:
 		s.planReplacePolicies(c, ch)
+	case ReconcileKeys:
+		return s.planReconcile(c, index, ch)
 	case SetSeal:
 		if s.seal != nil {
 			return ErrExists
@@ -206,11 +246,27 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 			return ErrRemoved
 		}
 		ch.put(bucketMembers, c.Member.ID, c.Member)
-		ch.do(func() { s.members[c.Member.ID] = c.Member })
+		// Adding a member is what re-authorizes a revoked identity; the
+		// leader decides beforehand whether the caller may do that.
+		ch.del(bucketRevoked, c.Member.Identity)
+		ch.do(func() { s.members[c.Member.ID] = c.Member; delete(s.revoked, c.Member.Identity) })
+		ch.emit(Event{Kind: MembersChanged, Name: c.Member.ID})
 	case RemoveMember:
 		ch.del(bucketMembers, c.ID)
 		ch.puts = append(ch.puts, kv{bucketRemoved, c.ID, u64(index)})
-		ch.do(func() { delete(s.members, c.ID); s.removed[c.ID] = index })
+		id := s.members[c.ID].Identity
+		revoke := id != "" && !s.identityInUse(id, c.ID)
+		if revoke {
+			ch.puts = append(ch.puts, kv{bucketRevoked, id, u64(index)})
+		}
+		ch.do(func() {
+			delete(s.members, c.ID)
+			s.removed[c.ID] = index
+			if revoke {
+				s.revoked[id] = index
+			}
+		})
+		ch.emit(Event{Kind: MembersChanged, Name: c.ID})
 	default:
 		return fmt.Errorf("fsm: no apply for %T: %w", cmd, ErrUnknownCommand)
 	}
@@ -240,4 +296,14 @@ func (s *state) planReplacePolicies(c ReplacePolicies, ch *change) {
 		ch.put(bucketIdentities, ek(c.Enclave, r.Identity), r)
 		ch.do(func() { nested(s.identities, c.Enclave)[r.Identity] = r })
 	}
+}
+
+// identityInUse reports whether a member other than id presents identity.
+func (s *state) identityInUse(identity, id string) bool {
+	for mid, m := range s.members {
+		if mid != id && m.Identity == identity {
+			return true
+		}
+	}
+	return false
 }

@@ -10,16 +10,18 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyraft/keyraft/internal/boltcheck"
 )
 
 // snapshotMagic starts every snapshot, followed by one format version byte.
 var snapshotMagic = []byte("KEYRAFT-FSM")
 
-// ErrBadSnapshot is returned by Restore for data that is not a snapshot of
-// a format this build reads.
+// ErrBadSnapshot is returned (wrapped, usually in a *SnapshotError saying
+// why) by Restore, CheckSnapshot and PrepareRestore for data that is not a
+// snapshot this build can restore.
 var ErrBadSnapshot = errors.New("fsm: not a valid snapshot")
 
 // Snapshot is a consistent, point-in-time view of the state that can be
@@ -61,21 +63,29 @@ func (s *Snapshot) Release() { _ = s.tx.Rollback() }
 // Restore replaces the whole state with a snapshot written by WriteTo. The
 // new file is written and checked beside the old one and renamed over it,
 // so a crash during Restore leaves either the old or the new state, never a
-// mix. It must not be called concurrently with Apply.
+// mix. It takes the image as it is, applied index included: an image for a
+// cluster-wide restore must first be rewritten by PrepareRestore. After the
+// swap, observers get a StateRestored event. It must not be called
+// concurrently with Apply.
 func (f *FSM) Restore(r io.Reader) error {
 	br := bufio.NewReader(r)
 	hdr := make([]byte, len(snapshotMagic)+1)
 	if _, err := io.ReadFull(br, hdr); err != nil || !bytes.Equal(hdr[:len(snapshotMagic)], snapshotMagic) {
-		return fmt.Errorf("%w: bad header", ErrBadSnapshot)
+		return badSnapshot("bad header: not a keyraft snapshot")
 	}
 	if hdr[len(snapshotMagic)] != formatVersion {
-		return fmt.Errorf("%w: format %d, this build reads %d", ErrBadSnapshot, hdr[len(snapshotMagic)], formatVersion)
+		return badSnapshot("format %d, this build reads %d", hdr[len(snapshotMagic)], formatVersion)
 	}
 	tmp := f.path + ".restore"
 	if err := writeFileSync(tmp, br); err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
-	// Check the image before replacing anything.
+	// Check the image before replacing anything: its page structure first
+	// (bbolt would loop forever on a cycle), then its contents.
+	if err := boltcheck.VerifyFile(tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
 	db, _, err := openDB(tmp)
 	if err != nil {
 		os.Remove(tmp)
@@ -83,6 +93,16 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	db.Close()
 
+	if err := f.swap(tmp); err != nil {
+		return err
+	}
+	go f.signalApplied()
+	f.notify([]Event{{Kind: StateRestored}})
+	return nil
+}
+
+// swap replaces the state file with the one at tmp and loads it.
+func (f *FSM) swap(tmp string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.db.Close(); err != nil {
@@ -96,8 +116,12 @@ func (f *FSM) Restore(r io.Reader) error {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
 	f.db, f.st = db, st
-	f.log.Info("restored state from snapshot", "applied", st.applied, "keys", st.keyCount())
-	go f.signalApplied()
+	if st.restore != nil {
+		f.log.Info("restored state from snapshot; restored keys wait for reconciliation with the keystore",
+			"applied", st.applied, "keys", st.keyCount(), "restore", st.restore.ID)
+	} else {
+		f.log.Info("restored state from snapshot", "applied", st.applied, "keys", st.keyCount())
+	}
 	return nil
 }
 
@@ -138,7 +162,9 @@ func (f *FSM) Digest() string {
 		Identities map[string]map[string]IdentityRecord
 		Members    map[string]Member
 		Removed    map[string]uint64
-	}{f.st.seal, f.st.enclaves, nonEmpty(f.st.keys), nonEmpty(f.st.policies), nonEmpty(f.st.identities), f.st.members, f.st.removed}
+		Revoked    map[string]uint64
+		Restore    *RestoreMarker `json:",omitempty"`
+	}{f.st.seal, f.st.enclaves, nonEmpty(f.st.keys), nonEmpty(f.st.policies), nonEmpty(f.st.identities), f.st.members, f.st.removed, f.st.revoked, f.st.restore}
 	b, _ := json.Marshal(view) // maps are marshalled with sorted keys
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -154,21 +180,4 @@ func nonEmpty[T any](m map[string]map[string]T) map[string]map[string]T {
 		}
 	}
 	return out
-}
-
-// CheckSnapshot reports whether data is a snapshot this build can restore,
-// without touching any state: it unpacks it into a temporary file in dir
-// and loads it. It returns an error wrapping ErrBadSnapshot if not.
-func CheckSnapshot(dir string, data []byte) error {
-	tmp, err := os.MkdirTemp(dir, ".snapshot-check-")
-	if err != nil {
-		return fmt.Errorf("fsm: check snapshot: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	f, err := Open(filepath.Join(tmp, "check.db"), nil)
-	if err != nil {
-		return fmt.Errorf("fsm: check snapshot: %w", err)
-	}
-	defer f.Close()
-	return f.Restore(bytes.NewReader(data))
 }

@@ -29,6 +29,9 @@ const (
 	KeyRemoved EventKind = iota + 1
 	KeyPut
 	EnclaveDeleted
+	// MembersChanged: a member was added, re-addressed or removed (Name is
+	// its id). Observers re-check who may use the cluster port.
+	MembersChanged
 )
 
 // Event tells observers that state changed. Observers run synchronously at
@@ -270,4 +273,33 @@ func (f *FSM) Removed(id string) bool {
 	defer f.mu.RUnlock()
 	_, ok := f.st.removed[id]
 	return ok
+}
+
+// Revoked reports whether identity belonged to a removed member and has not
+// been re-authorized since (by adding a member with it).
+func (f *FSM) Revoked(identity string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.st.revoked[identity]
+	return ok
+}
+
+// IsMemberIdentity reports whether a current member presents identity.
+func (f *FSM) IsMemberIdentity(identity string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, m := range f.st.members {
+		if m.Identity != "" && m.Identity == identity {
+			return true
+		}
+	}
+	return false
+}
+
+// HasMembers reports whether the state records any member: a node that
+// has not caught up with its cluster yet has none.
+func (f *FSM) HasMembers() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.st.members) > 0
 }

@@ -36,6 +36,7 @@ type testCluster struct {
 	policies map[string]config.Policy
 
 	snapshotThreshold uint64
+	isolation         time.Duration // cluster.isolation_timeout; 0: default
 	logDone           atomic.Bool
 }
 
@@ -118,6 +119,8 @@ func (c *testCluster) config(id, certName string, join []string) *config.Config 
 			DataDir:   filepath.Join(c.root, "data", id),
 			Bootstrap: len(join) == 0,
 			Join:      join,
+
+			IsolationTimeout: c.isolation,
 		},
 	}
 }

@@ -20,10 +20,11 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "keyraft",
 		Short:         "Keyraft: a clustered KMS that speaks the KES v1 API",
-		Version:       version(),
+		Version:       versionLine(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("keyraft {{.Version}}\n")
 	root.AddCommand(newServerCmd())
 	for _, add := range extraCommands {
 		root.AddCommand(add())

@@ -98,7 +98,9 @@ func runServer(cmd *cobra.Command, configFile, addr, auth string, dev bool) erro
 		logger.SetLevel(cfg.Log.Error.Level())
 	}
 
+	server.LockMemory(logger)
 	ver, commit := buildInfo()
+	logger.Info("keyraft starting", "version", ver, "commit", commit)
 	srv, err := server.Start(ctx, cfg, server.Options{Logger: logger, Version: ver, Commit: commit})
 	if err != nil {
 		return err

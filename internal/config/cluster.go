@@ -32,6 +32,12 @@ func clusterFromRaw(raw *rawConfig, address string) (Cluster, error) {
 	if cl.Bootstrap, err = boolean(&r.Bootstrap, "cluster.bootstrap"); err != nil {
 		return cl, err
 	}
+	if cl.IsolationTimeout, err = duration(&r.Isolation, "cluster.isolation_timeout", DefaultIsolationTimeout); err != nil {
+		return cl, err
+	}
+	if cl.IsolationTimeout <= 0 {
+		return cl, fieldErrf("cluster.isolation_timeout", deref(&r.Isolation).Line, "must be positive")
+	}
 
 	// Address defaults derive from the API address; an invalid API address
 	// is reported by validate, so derivation simply gives up here.

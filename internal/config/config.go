@@ -1,7 +1,7 @@
 // Package config loads and validates Keyraft's server configuration: a
 // KES-compatible YAML file (the same keys KES reads, so existing KES configs
 // such as those of MinIO's AWS Secrets Manager guide load unchanged) plus the
-// Keyraft-only "cluster" section.
+// Keyraft-only "cluster" and "limits" sections.
 //
 // Scalar values of the form ${NAME} are replaced by the environment variable
 // NAME before they are interpreted, exactly as KES does; policy allow/deny
@@ -43,6 +43,7 @@ type Config struct {
 	Keys     []string // key names created at startup if missing
 	Keystore Keystore
 	Cluster  Cluster
+	Limits   Limits // Keyraft-only limits section
 }
 
 // TLS is the tls section. Relative paths are relative to the working directory.
@@ -138,7 +139,18 @@ type Cluster struct {
 	APIAdvertise string   // this node's KES API URL, https://host:port; default from Address
 	Join         []string // API endpoints of existing members, normalised to https://host:port
 	Bootstrap    bool     // bootstrap a new single-node cluster
+	// IsolationTimeout bounds how long a node that hears no leader keeps
+	// serving from its replicated state: after that it answers 503 and
+	// reports not ready (it may have been removed, or be cut off from a
+	// majority that deleted keys or revoked policies since). Default
+	// DefaultIsolationTimeout.
+	IsolationTimeout time.Duration
 }
+
+// DefaultIsolationTimeout is cluster.isolation_timeout's default: long
+// enough to ride out leader elections and short network blips, short
+// enough that a removed or partitioned node stops serving stale state soon.
+const DefaultIsolationTimeout = 30 * time.Second
 
 // Load reads the file at path, parses it (see Parse) and checks that the TLS
 // files exist and are readable.
@@ -280,6 +292,9 @@ func fromRaw(raw *rawConfig) (*Config, error) {
 		return nil, err
 	}
 	if c.Cluster, err = clusterFromRaw(raw, c.Address); err != nil {
+		return nil, err
+	}
+	if c.Limits, err = limitsFromRaw(&raw.Limits); err != nil {
 		return nil, err
 	}
 	return c, nil

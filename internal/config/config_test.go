@@ -113,6 +113,8 @@ unknown_top_level_key: ignored
 			Advertise: "node1.example:9000", APIAdvertise: "https://node1.example:7000",
 			Join:      []string{"https://node2.example:7000", "https://node3.example:7000"},
 			Bootstrap: true,
+
+			IsolationTimeout: DefaultIsolationTimeout,
 		},
 	}
 	if !reflect.DeepEqual(c, want) {

@@ -58,7 +58,9 @@ type rawConfig struct {
 		APIAdvertise yaml.Node   `yaml:"api_advertise"`
 		Join         []yaml.Node `yaml:"join"`
 		Bootstrap    yaml.Node   `yaml:"bootstrap"`
+		Isolation    yaml.Node   `yaml:"isolation_timeout"`
 	} `yaml:"cluster"`
+	Limits rawLimits `yaml:"limits"`
 }
 
 type rawAPI struct {

@@ -40,15 +40,21 @@ func (c clusterAPI) Join(ctx context.Context, req api.ClusterMember, identity st
 		if err := c.s.svc.Authorize(ctx, enclave.DefaultEnclave, identity, "/v1/cluster/join"); err != nil {
 			return nil, err
 		}
+		// A policy that let a certificate join once does not let it back
+		// in after its member was removed: removal is a revocation.
+		if c.s.fsm.Revoked(identity) {
+			return nil, errRevokedIdentity
+		}
 	}
 	req.Identity = identity
-	ms, err := c.s.addMember(ctx, toMember(req))
+	ms, err := c.s.addMember(ctx, toMember(req), false)
 	return fromMembers(ms), err
 }
 
-// Add adds a member on the (already authorized) caller's behalf.
+// Add adds a member on the (already authorized) caller's behalf. This is
+// the explicit re-authorization of an identity whose member was removed.
 func (c clusterAPI) Add(ctx context.Context, m api.ClusterMember) ([]api.ClusterMember, error) {
-	ms, err := c.s.addMember(ctx, toMember(m))
+	ms, err := c.s.addMember(ctx, toMember(m), true)
 	return fromMembers(ms), err
 }
 
@@ -115,24 +121,56 @@ func (c clusterAPI) SaveSnapshot(_ context.Context, w io.Writer) error {
 	return err
 }
 
-// RestoreSnapshot installs a snapshot cluster-wide through the leader.
+// restoreReconcileWait bounds how long a restore request waits for the
+// restored keys to be reconciled with the keystore before it answers; the
+// reconciliation goes on in the background after that.
+const restoreReconcileWait = 30 * time.Second
+
+// RestoreSnapshot installs a snapshot cluster-wide through the leader (see
+// cluster.Node.RestoreSnapshot) and then reconciles the restored keys with
+// the keystore before answering (bounded by restoreReconcileWait; until
+// the reconciliation is applied, requests for restored keys answer 503 on
+// every node). A snapshot that fails fsm.CheckSnapshot is answered 400
+// with the reason; a node that is not (or no longer) the leader answers
+// 409.
 func (c clusterAPI) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 	if !c.s.node.IsLeader() {
-		return kes.Error{Code: 409, Message: "restore must be sent to the leader: see keyraft cluster status"}
+		return errRestoreNotLeader
 	}
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return kes.Error{Code: 400, Message: "invalid request body"}
 	}
-	if err := fsm.CheckSnapshot(c.s.cfg.Cluster.DataDir, data); err != nil {
-		if errors.Is(err, fsm.ErrBadSnapshot) {
-			return kes.Error{Code: 400, Message: "not a valid keyraft snapshot"}
-		}
+	if err := fsm.CheckSnapshot(c.s.fsm, data); err != nil {
+		return badSnapshot(err)
+	}
+	switch err := c.s.node.RestoreSnapshot(ctx, data); {
+	case errors.Is(err, fsm.ErrBadSnapshot):
+		return badSnapshot(err)
+	case errors.Is(err, cluster.ErrNotLeader):
+		return errRestoreNotLeader
+	case err != nil:
 		return err
 	}
-	if err := c.s.node.RestoreSnapshot(ctx, data); err != nil {
-		return err
+	c.s.log.Info("restored the cluster state from a snapshot; reconciling the restored keys with the keystore", "bytes", len(data))
+	rctx, cancel := context.WithTimeout(ctx, restoreReconcileWait)
+	defer cancel()
+	if err := c.s.svc.ReconcileRestored(rctx); err != nil {
+		c.s.log.Warn("restored keys are not reconciled with the keystore yet; they answer 503 until they are (retrying in the background)", "error", err)
 	}
-	c.s.log.Info("restored the cluster state from a snapshot", "bytes", len(data))
 	return nil
+}
+
+var errRestoreNotLeader = kes.Error{Code: 409, Message: "restore must be sent to the leader: see keyraft cluster status"}
+
+// badSnapshot turns a rejected snapshot into a 400 saying what is wrong.
+func badSnapshot(err error) error {
+	var se *fsm.SnapshotError
+	if errors.As(err, &se) {
+		return kes.Error{Code: 400, Message: "not a valid keyraft snapshot: " + se.Reason}
+	}
+	if errors.Is(err, fsm.ErrBadSnapshot) {
+		return kes.Error{Code: 400, Message: "not a valid keyraft snapshot"}
+	}
+	return err
 }

@@ -19,7 +19,18 @@ import (
 	"github.com/keyraft/keyraft/internal/kes"
 )
 
-var errRemovedID = kes.Error{Code: 400, Message: "node id was removed from the cluster and cannot be reused"}
+var (
+	errRemovedID       = kes.Error{Code: 400, Message: "node id was removed from the cluster and cannot be reused"}
+	errRevokedIdentity = kes.Error{Code: 403, Message: "identity belongs to a removed member: an admin must re-authorize it with 'keyraft cluster add'"}
+)
+
+// joinRPC is a join forwarded to the leader. Readmit says that the caller
+// was authorized to add members (keyraft cluster add), which re-authorizes
+// an identity of a removed member; a self-service join never does.
+type joinRPC struct {
+	fsm.Member
+	Readmit bool `json:"readmit,omitempty"`
+}
 
 // JoinRequest is what a joining node sends to /v1/cluster/join.
 type JoinRequest = api.ClusterMember
@@ -30,17 +41,18 @@ type JoinResponse struct {
 }
 
 // addMember runs on the leader, or is forwarded to it. Adding is
-// idempotent.
-func (s *Server) addMember(ctx context.Context, m fsm.Member) ([]fsm.Member, error) {
+// idempotent. readmit allows an identity of a removed member (an explicit
+// re-authorization by a caller allowed to add members).
+func (s *Server) addMember(ctx context.Context, m fsm.Member, readmit bool) ([]fsm.Member, error) {
 	if m.ID == "" || m.RaftAddr == "" || m.Identity == "" {
 		return nil, kes.Error{Code: 400, Message: "invalid member: id, raft_addr and identity are required"}
 	}
 	if s.node.IsLeader() {
-		return s.execJoin(ctx, m)
+		return s.execJoin(ctx, m, readmit)
 	}
 	var members []fsm.Member
 	err := retryLeader(ctx, leaderWait, func() error {
-		return s.node.CallLeader(ctx, leaderWait, rpcJoin, m, &members)
+		return s.node.CallLeader(ctx, leaderWait, rpcJoin, joinRPC{Member: m, Readmit: readmit}, &members)
 	})
 	return members, rpcToKES(err)
 }
@@ -59,9 +71,12 @@ func (s *Server) removeMember(ctx context.Context, id string) error {
 
 const leaderWait = 5 * time.Second
 
-func (s *Server) execJoin(ctx context.Context, m fsm.Member) ([]fsm.Member, error) {
+func (s *Server) execJoin(ctx context.Context, m fsm.Member, readmit bool) ([]fsm.Member, error) {
 	if s.fsm.Removed(m.ID) {
 		return nil, errRemovedID
+	}
+	if !readmit && s.fsm.Revoked(m.Identity) {
+		return nil, errRevokedIdentity
 	}
 	if cur, ok := s.fsm.Member(m.ID); !ok || cur != m {
 		if _, err := s.node.Apply(ctx, fsm.PutMember{Member: m}); err != nil {
@@ -84,6 +99,11 @@ func (s *Server) execRemove(ctx context.Context, id string) error {
 	}
 	if err := s.node.RemoveServer(ctx, id); err != nil {
 		return err
+	}
+	// Told while it is still a recorded member (the cluster port admits
+	// only members), the removed node stops serving at once.
+	if m, ok := s.fsm.Member(id); ok && id != s.cfg.Cluster.NodeID {
+		s.noticeRemoved(ctx, m)
 	}
 	if _, err := s.node.Apply(ctx, fsm.RemoveMember{ID: id}); err != nil {
 		return err

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyraft/keyraft/enclave"
@@ -33,6 +35,14 @@ func (s *Server) registerMetrics(reg *prometheus.Registry) error {
 			return float64(n)
 		}),
 		gauge("keyraft_keystore_offline", "1 while the keystore's health check fails.", func() float64 { return boolean(s.svc.Offline()) }),
+		gauge("keyraft_node_fenced", "1 while this node refuses to serve: removed from the cluster, or no leader contact for cluster.isolation_timeout.", func() float64 { return boolean(s.fenced.Load() != nil) }),
+		gauge("keyraft_cluster_leader_contact_age_seconds", "Seconds since this node last heard its leader (0 on the leader).", func() float64 {
+			last := s.node.LeaderContact()
+			if last.IsZero() {
+				last = s.serving
+			}
+			return time.Since(last).Seconds()
+		}),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

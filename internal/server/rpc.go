@@ -10,7 +10,6 @@ import (
 
 	"github.com/keyraft/keyraft/cluster"
 	"github.com/keyraft/keyraft/enclave"
-	"github.com/keyraft/keyraft/fsm"
 	"github.com/keyraft/keyraft/internal/kes"
 )
 
@@ -21,10 +20,11 @@ const (
 	rpcInfo    = "/cluster/v1/info"
 	rpcJoin    = "/cluster/v1/join"
 	rpcRemove  = "/cluster/v1/remove"
+	rpcRemoved = "/cluster/v1/removed"
 )
 
-// rpcHandler serves the cluster RPC channel. The cluster mux has already
-// checked that the caller is a member.
+// rpcHandler serves the cluster RPC channel. The cluster node checks
+// that the caller is a current member before every request.
 func (s *Server) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+rpcForward, func(w http.ResponseWriter, r *http.Request) {
@@ -56,12 +56,13 @@ func (s *Server) rpcHandler() http.Handler {
 	mux.HandleFunc("POST "+rpcInfo, func(w http.ResponseWriter, _ *http.Request) {
 		writeRPC(w, s.node.Info())
 	})
+	mux.HandleFunc("POST "+rpcRemoved, s.serveRemoved)
 	mux.HandleFunc("POST "+rpcJoin, func(w http.ResponseWriter, r *http.Request) {
-		var m fsm.Member
+		var m joinRPC
 		if !decodeRPC(w, r, &m) {
 			return
 		}
-		members, err := s.execJoin(r.Context(), m)
+		members, err := s.execJoin(r.Context(), m.Member, m.Readmit)
 		if err != nil {
 			writeRPCError(w, err)
 			return

@@ -67,7 +67,12 @@ type Server struct {
 	serveWG sync.WaitGroup
 
 	identity string   // this node's certificate identity (cluster port)
-	trusted  sync.Map // member identities learned when joining, before the FSM has them
+	trusted  sync.Map // member identities learned when joining, until the FSM has members
+
+	serving     time.Time                 // when the API started serving
+	fenced      atomic.Pointer[kes.Error] // non-nil: the node must not serve (see fence)
+	removedSelf atomic.Bool               // the leader said this node was removed
+	stopWatch   context.CancelFunc
 
 	unregisterSink func()
 }
@@ -92,6 +97,12 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 	}
 	if err := os.MkdirAll(cfg.Cluster.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
+	}
+	if err := checkNotRemoved(cfg.Cluster.DataDir); err != nil {
+		return nil, err
+	}
+	if err := checkState(cfg); err != nil {
+		return nil, err
 	}
 	if s.store = opts.Store; s.store == nil {
 		if s.store, err = openStore(ctx, cfg, opts.Logger); err != nil {
@@ -132,9 +143,16 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 	}
 	s.svc.Start()
 
+	s.serving = time.Now()
+	watchCtx, stop := context.WithCancel(context.Background())
+	s.stopWatch = stop
+	s.checkFence()
+	go s.watchMembership(watchCtx)
+
 	if err := s.serveAPI(opts); err != nil {
 		return nil, err
 	}
+	s.startMemoryGuard(watchCtx, s.api.Registry())
 	s.log.Info("keyraft node is serving", "api", s.apiLn.Addr().String(), "raft", s.node.Address(), "id", cfg.Cluster.NodeID)
 	return s, nil
 }
@@ -178,29 +196,6 @@ func (s *Server) startNode(opts Options) error {
 		},
 	})
 	return err
-}
-
-// authorizePeer admits this node's own identity, recorded members and the
-// members a join response named.
-func (s *Server) authorizePeer(id string) bool {
-	if id == s.identity {
-		return true
-	}
-	if _, ok := s.trusted.Load(id); ok {
-		return true
-	}
-	for _, m := range s.fsm.Members() {
-		if m.Identity != "" && m.Identity == id {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Server) trust(id string) {
-	if id != "" {
-		s.trusted.Store(id, true)
-	}
 }
 
 // joinOrBootstrap brings the node into its cluster: a node with Raft state
@@ -314,7 +309,8 @@ func (s *Server) serveAPI(opts Options) error {
 	var err error
 	s.api, err = api.New(api.Config{
 		Backend: s.svc, Enclaves: s.svc, Cluster: clusterAPI{s}, Logger: opts.Logger, Routes: routes, AuditOut: auditOut,
-		Version: opts.Version, Commit: opts.Commit,
+		Version: opts.Version, Commit: opts.Commit, Fence: s.fence,
+		MaxRequestsPerIdentity: s.cfg.Limits.MaxRequestsPerIdentity,
 	})
 	if err != nil {
 		return err
@@ -332,7 +328,7 @@ func (s *Server) serveAPI(opts Options) error {
 	s.serveWG.Add(1)
 	go func() {
 		defer s.serveWG.Done()
-		if err := s.http.ServeTLS(s.apiLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.ServeTLS(s.limitedListener(), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("API server stopped", "error", err)
 		}
 	}()
@@ -361,6 +357,9 @@ func (s *Server) Close() error {
 	var errs []error
 	if s.unregisterSink != nil {
 		s.unregisterSink()
+	}
+	if s.stopWatch != nil {
+		s.stopWatch()
 	}
 	if s.http == nil && s.apiLn != nil {
 		s.apiLn.Close()

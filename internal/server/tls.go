@@ -40,12 +40,21 @@ func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 
 // apiTLSConfig is called per connection, so a SIGHUP reload takes effect
 // for new connections without a restart.
+//
+// The CA pool is offered only when client certificates are verified: a
+// server that names CAs in its certificate request makes Go clients (MinIO,
+// the CLI) withhold a certificate no listed CA issued, such as an API key's
+// self-signed one, so with tls.auth off every request would fail.
 func (s *Server) apiTLSConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
+	var clientCAs *x509.CertPool
+	if s.auth == tls.VerifyClientCertIfGiven || s.auth == tls.RequireAndVerifyClientCert {
+		clientCAs = s.ca.Load().pool
+	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: s.getCertificate,
 		ClientAuth:     s.auth,
-		ClientCAs:      s.ca.Load().pool,
+		ClientCAs:      clientCAs,
 		NextProtos:     []string{"h2", "http/1.1"},
 	}, nil
 }

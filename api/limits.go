@@ -1,0 +1,237 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/keyraft/keyraft/internal/kes"
+)
+
+// Server-wide HTTP limits that NewHTTPServer sets. They are deliberate
+// choices for a KMS whose requests are small JSON documents (see
+// docs/operations.md, "Hostile clients").
+const (
+	// ReadHeaderTimeout bounds the TLS handshake plus the request headers
+	// (KES's value).
+	ReadHeaderTimeout = 5 * time.Second
+	// IdleTimeout closes keep-alive connections without requests (KES's value).
+	IdleTimeout = 90 * time.Second
+	// MaxHeaderBytes bounds the request line plus headers of an HTTP/1.1
+	// request and the header list of an HTTP/2 request
+	// (SETTINGS_MAX_HEADER_LIST_SIZE). KES clients send a few hundred bytes.
+	MaxHeaderBytes = 32 << 10
+	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS: the number
+	// of HTTP/2 requests one connection may have in progress, and so the
+	// number of handlers one connection can keep busy. 100 is the RFC 9113
+	// recommended minimum; Go clients (MinIO) open more connections when
+	// they need more.
+	MaxConcurrentStreams = 100
+	// MaxReadFrameSize is SETTINGS_MAX_FRAME_SIZE, the largest HTTP/2 frame
+	// payload the server accepts: the protocol minimum, 16 KiB.
+	MaxReadFrameSize = 16 << 10
+	// MaxReceiveBufferPerStream and MaxReceiveBufferPerConnection are the
+	// HTTP/2 flow-control windows: how many body bytes a client may send
+	// before the handler has read them.
+	MaxReceiveBufferPerStream     = 256 << 10
+	MaxReceiveBufferPerConnection = 1 << 20
+	// WriteByteTimeout closes an HTTP/2 connection that accepts no data for
+	// this long while the server has some to send (clients that flood
+	// frames and never read the answers).
+	WriteByteTimeout = 10 * time.Second
+	// HeaderTableSize bounds both HPACK dynamic tables (the HTTP/2 default).
+	HeaderTableSize = 4096
+)
+
+// errTooManyRequests is the answer to a request beyond the caller's
+// concurrent-request limit (Config.MaxRequestsPerIdentity). It is a 4xx on
+// purpose: MinIO benches an endpoint for 30 s after any 5xx but 501, which
+// would move all of its traffic away from this node because of a limit that
+// concerns one identity; a 429 fails just this request (see
+// docs/operations.md).
+var errTooManyRequests = kes.Error{Code: http.StatusTooManyRequests, Message: "too many requests"}
+
+// identityLimiter counts the requests in progress per identity. It is safe
+// for concurrent use; the zero max means no limit.
+type identityLimiter struct {
+	max      int
+	mu       sync.Mutex
+	inFlight map[string]int
+}
+
+func newIdentityLimiter(max int) *identityLimiter {
+	if max <= 0 {
+		return nil
+	}
+	return &identityLimiter{max: max, inFlight: map[string]int{}}
+}
+
+// acquire takes a slot for id; it reports false, taking nothing, if id
+// already has max requests in progress. A nil limiter always succeeds.
+func (l *identityLimiter) acquire(id string) bool {
+	if l == nil {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inFlight[id] >= l.max {
+		return false
+	}
+	l.inFlight[id]++
+	return true
+}
+
+// release returns a slot taken by acquire.
+func (l *identityLimiter) release(id string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := l.inFlight[id]; n <= 1 {
+		delete(l.inFlight, id)
+	} else {
+		l.inFlight[id] = n - 1
+	}
+}
+
+// Reset throttling: a connection whose client abandons requests (HTTP/2
+// RST_STREAM, the "rapid reset" attack) faster than resetRate per second,
+// after a burst of resetBurst, has its reads delayed so that it cannot go
+// faster; TCP flow control then stalls the client instead of the server
+// burning CPU on handlers that nobody waits for. A read waits at most
+// maxResetDelay at a time.
+const (
+	resetRate     = 100
+	resetBurst    = 200
+	maxResetDelay = time.Second
+)
+
+// GuardListener wraps the API listener: every accepted connection gets the
+// reset throttle above, and if max > 0 at most max connections are open at
+// a time. A connection accepted beyond max is closed at once (before the
+// TLS handshake): the client sees a transport error and, if it knows other
+// nodes, fails over to them. Blocking in Accept instead would leave clients
+// waiting in the kernel's backlog for as long as an attacker holds the
+// slots. rejected, if not nil, is called for every connection closed that
+// way. The returned listener is safe for concurrent use; closing it closes
+// ln. Serve an http.Server from NewHTTPServer on it, so that requests can
+// find their connection.
+func GuardListener(ln net.Listener, max int, rejected func()) net.Listener {
+	l := &guardListener{Listener: ln, rejected: rejected}
+	if max > 0 {
+		l.sem = make(chan struct{}, max)
+	}
+	return l
+}
+
+type guardListener struct {
+	net.Listener
+	sem      chan struct{} // nil: no cap
+	rejected func()
+}
+
+func (l *guardListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		g := &guardConn{Conn: c, closed: make(chan struct{}), resets: rate.NewLimiter(resetRate, resetBurst)}
+		if l.sem == nil {
+			return g, nil
+		}
+		select {
+		case l.sem <- struct{}{}:
+			g.release = func() { <-l.sem }
+			return g, nil
+		default:
+			c.Close()
+			if l.rejected != nil {
+				l.rejected()
+			}
+		}
+	}
+}
+
+// guardConn is an accepted connection with its slot and reset throttle.
+type guardConn struct {
+	net.Conn
+	release func() // nil: no slot held
+	once    sync.Once
+	closed  chan struct{}
+
+	resets    *rate.Limiter
+	notBefore atomic.Int64 // unix nanos before which Read waits
+}
+
+// Read waits while the connection is throttled, then reads.
+func (c *guardConn) Read(b []byte) (int, error) {
+	if wait := time.Until(time.Unix(0, c.notBefore.Load())); wait > 0 {
+		t := time.NewTimer(min(wait, maxResetDelay))
+		select {
+		case <-t.C:
+		case <-c.closed:
+			t.Stop()
+		}
+	}
+	return c.Conn.Read(b)
+}
+
+// clientReset records a request its client abandoned; beyond the reset
+// rate it pushes the connection's next reads back.
+func (c *guardConn) clientReset() {
+	r := c.resets.Reserve()
+	if d := r.Delay(); d > 0 {
+		until := time.Now().Add(d).UnixNano()
+		for {
+			old := c.notBefore.Load()
+			if old >= until || c.notBefore.CompareAndSwap(old, until) {
+				return
+			}
+		}
+	}
+}
+
+func (c *guardConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		close(c.closed)
+		if c.release != nil {
+			c.release()
+		}
+	})
+	return err
+}
+
+// guardKey is the context key of a request's *guardConn.
+type guardKey struct{}
+
+// connContext (http.Server.ConnContext) makes a connection's guard
+// reachable from its requests.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if g, ok := c.(*guardConn); ok {
+		return context.WithValue(ctx, guardKey{}, g)
+	}
+	return ctx
+}
+
+// noteClientReset tells the request's connection guard, if any, that the
+// client abandoned r (its context ended before the handler returned).
+func noteClientReset(r *http.Request) {
+	if r.Context().Err() == nil {
+		return
+	}
+	if g, ok := r.Context().Value(guardKey{}).(*guardConn); ok {
+		g.clientReset()
+	}
+}

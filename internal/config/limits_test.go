@@ -1,0 +1,45 @@
+package config
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestLimitsSection(t *testing.T) {
+	base := "admin:\n  identity: disabled\ntls:\n  key: k\n  cert: c\nkeystore:\n  fs:\n    path: /tmp/k\n"
+	c, err := Parse([]byte(base + "limits:\n  max_connections: 512\n  max_requests_per_identity: 64\n  memory: 512MiB\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Limits{MaxConnections: 512, MaxRequestsPerIdentity: 64, MemoryLimit: 512 << 20}); c.Limits != want {
+		t.Fatalf("limits = %+v, want %+v", c.Limits, want)
+	}
+	c, err = Parse([]byte(base))
+	if err != nil || c.Limits != (Limits{}) {
+		t.Fatalf("no section: %+v, %v", c, err)
+	}
+	c, err = Parse([]byte(base + "limits:\n  memory: \"off\"\n"))
+	if err != nil || c.Limits.MemoryLimit != -1 {
+		t.Fatalf("memory off: %+v, %v", c, err)
+	}
+	for _, bad := range []string{"  max_connections: -1\n", "  max_requests_per_identity: many\n", "  memory: 12XB\n", "  memory: 99999999999TiB\n"} {
+		_, err := Parse([]byte(base + "limits:\n" + bad))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Line == 0 {
+			t.Errorf("%q: err = %v, want a FieldError with a line", bad, err)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"1": 1, "1B": 1, "2KB": 2000, "2KiB": 2048, "3 MB": 3e6, "1GiB": 1 << 30, "1TB": 1e12, "off": -1, "OFF": -1} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5GB", "GB", "1 PB", "9223372036854775807KB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}

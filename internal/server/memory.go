@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Memory policy (docs/operations.md, "Memory after an attack").
+const (
+	// defaultMemoryLimit is the soft memory limit when neither GOMEMLIMIT
+	// nor limits.memory is set and no cgroup memory limit is found.
+	defaultMemoryLimit = 1 << 30
+	// cgroupShare is the fraction of a cgroup memory limit used as the
+	// default soft limit, leaving room for non-Go memory and page cache.
+	cgroupShare = 0.75
+	// reliefInterval is how often the relief loop looks at the heap.
+	reliefInterval = 15 * time.Second
+	// reliefSlack is how far the retained memory may exceed its lowest
+	// value before an idle node collects garbage to give it back.
+	reliefSlack = 64 << 20
+)
+
+// memoryLimit returns the soft memory limit to set and where it comes from;
+// 0 means leave the runtime's setting alone. configured is limits.memory
+// (0: automatic, negative: off).
+func memoryLimit(configured int64, getenv func(string) string, readFile func(string) ([]byte, error)) (int64, string) {
+	if getenv("GOMEMLIMIT") != "" {
+		return 0, "GOMEMLIMIT"
+	}
+	switch {
+	case configured < 0:
+		return 0, "limits.memory off"
+	case configured > 0:
+		return configured, "limits.memory"
+	}
+	if b, err := readFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && v > 0 {
+			return int64(float64(v) * cgroupShare), "cgroup memory.max"
+		}
+	}
+	return defaultMemoryLimit, "default"
+}
+
+// startMemoryGuard sets the process's soft memory limit (see memoryLimit)
+// and runs the relief loop until ctx ends. The limit is process-wide: the
+// last node started in a process sets it.
+func (s *Server) startMemoryGuard(ctx context.Context, reg prometheus.Registerer) {
+	limit, source := memoryLimit(s.cfg.Limits.MemoryLimit, os.Getenv, os.ReadFile)
+	if limit > 0 {
+		debug.SetMemoryLimit(limit)
+	}
+	s.log.Debug("memory limit", "bytes", limit, "source", source)
+	reliefs := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "keyraft", Subsystem: "memory", Name: "relief_total",
+		Help: "Garbage collections started because an idle node held much more memory than before.",
+	})
+	if reg != nil {
+		_ = reg.Register(reliefs) // a second node in one process shares the first's counter
+	}
+	go relieveMemory(ctx, reliefInterval, reliefs.Inc, s.log)
+}
+
+// relieveMemory gives memory back to the OS after a burst (an attack, a
+// load spike). The runtime returns freed memory only after a garbage
+// collection has lowered its heap goal, and an idle node may not collect
+// for two minutes. So every interval: if no collection ran since the last
+// look and the retained memory (mapped minus released to the OS) is more
+// than reliefSlack above the lowest retained value seen, it runs one; the
+// background scavenger then returns the memory. Under load collections run
+// by themselves and this does nothing. relieved is called after each such
+// collection.
+func relieveMemory(ctx context.Context, interval time.Duration, relieved func(), log hclog.Logger) {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"},
+	}
+	read := func() (retained, cycles uint64) {
+		metrics.Read(samples)
+		for _, s := range samples {
+			if s.Value.Kind() != metrics.KindUint64 {
+				return 0, math.MaxUint64
+			}
+		}
+		return samples[0].Value.Uint64() - samples[1].Value.Uint64(), samples[2].Value.Uint64()
+	}
+	floor, lastCycles := read()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		retained, cycles := read()
+		floor = min(floor, retained)
+		if cycles == lastCycles && retained > floor+reliefSlack {
+			runtime.GC()
+			relieved()
+			log.Debug("memory relief", "retained", retained, "floor", floor)
+			_, cycles = read()
+		}
+		lastCycles = cycles
+	}
+}

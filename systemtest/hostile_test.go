@@ -1,0 +1,161 @@
+package systemtest
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/keyraft/keyraft/api/client"
+	"github.com/keyraft/keyraft/internal/config"
+	"github.com/keyraft/keyraft/internal/identity"
+	"github.com/keyraft/keyraft/internal/server"
+	"github.com/keyraft/keyraft/internal/testutil"
+)
+
+// hostileNode starts a dev node whose generate route has a 2 s deadline.
+func hostileNode(t *testing.T) (*server.Server, identity.APIKey, *client.Client) {
+	t.Helper()
+	cfg, key, err := server.DevConfig(t.TempDir(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.API = map[string]config.API{"/v1/key/generate/": {Timeout: 2 * time.Second}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := server.Start(ctx, cfg, server.Options{
+		APIListener: ln, RaftListener: rln, AuditOut: io.Discard, Logger: hclog.NewNullLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c, err := client.New([]string{"https://" + s.Addr().String()}, client.WithAPIKey(key), client.WithInsecureSkipVerify())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateKey(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	return s, key, c
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestStalledBodiesDoNotReserveMemory: 300 HTTP/2 requests that announce a
+// 1,000,000-byte body and send nothing must not make the node allocate
+// the announced bytes (before issue 10: +300 MB).
+func TestStalledBodiesDoNotReserveMemory(t *testing.T) {
+	s, key, c := hostileNode(t)
+	cert, err := key.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle := heapInUse()
+	tr := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}} //nolint:gosec // test node
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	const n = 300
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "https://"+s.Addr().String()+"/v1/key/decrypt/k", pr)
+			req.ContentLength = 1_000_000
+			if resp, err := tr.RoundTrip(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	testutil.Eventually(t, 30*time.Second, "all stalled requests in flight", func() bool {
+		m, err := c.Metrics(context.Background())
+		return err == nil && m.Value("kes_http_request_active") >= n
+	})
+	if grown := int64(heapInUse()) - int64(idle); grown > 50<<20 {
+		t.Fatalf("heap grew by %d MB with %d stalled 1 MB bodies", grown>>20, n)
+	}
+}
+
+// TestSlowBodiesAreCutAtTheDeadline: HTTP/1.1 bodies sent a byte at a time
+// end at the route's deadline (2 s here) instead of holding the
+// connection forever.
+func TestSlowBodiesAreCutAtTheDeadline(t *testing.T) {
+	s, key, _ := hostileNode(t)
+	cert, err := key.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}} //nolint:gosec // test node
+	const n = 20
+	cut := make(chan time.Duration, n)
+	start := time.Now()
+	for range n {
+		go func() {
+			conn, err := tls.Dial("tcp", s.Addr().String(), cfg)
+			if err != nil {
+				cut <- -1
+				return
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, "PUT /v1/key/generate/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n")
+			done := make(chan struct{})
+			go func() {
+				_, _ = conn.Read(make([]byte, 1))
+				close(done)
+			}()
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					cut <- time.Since(start)
+					return
+				case <-tick.C:
+					if _, err := conn.Write([]byte{'{'}); err != nil {
+						<-done
+						cut <- time.Since(start)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for range n {
+		select {
+		case d := <-cut:
+			if d < 0 {
+				t.Fatal("dial failed")
+			}
+			if d < 1500*time.Millisecond {
+				t.Fatalf("connection ended after %v, before the 2 s deadline", d)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a slow body was not cut within 30 s (route deadline 2 s)")
+		}
+	}
+}
