@@ -92,7 +92,7 @@ func openImage(dir string, data []byte, readOnly bool) (*image, error) {
 	// bbolt trusts its pages: a cycle in an untrusted image would make it
 	// loop forever, so the page structure is walked first.
 	if err := boltcheck.Verify(body); err != nil {
-		return nil, badSnapshot("%v", err)
+		return nil, badSnapshot("not a readable bbolt file: %v", err)
 	}
 	tmp, err := os.MkdirTemp(dir, ".snapshot-")
 	if err != nil {

@@ -31,6 +31,8 @@ func TestParseDefaults(t *testing.T) {
 			RaftAddress:  "0.0.0.0:7374",
 			Advertise:    "127.0.0.1:7374",
 			APIAdvertise: "https://127.0.0.1:7373",
+
+			IsolationTimeout: DefaultIsolationTimeout,
 		},
 	}
 	if !reflect.DeepEqual(c, want) {
