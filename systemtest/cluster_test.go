@@ -216,8 +216,9 @@ func TestClusterPartitionLeaderLossAndRejoin(t *testing.T) {
 		return err == nil
 	})
 
-	// Remove a member for good; it cannot come back under its id, but the
-	// machine can rejoin under a new id.
+	// Remove a member for good; it cannot come back under its id, and its
+	// certificate can rejoin under a new id only once the admin
+	// re-authorizes it.
 	gone := follower(c)
 	if err := c.client(c.leader()).RemoveMember(bg, gone); err != nil {
 		t.Fatal(err)
@@ -229,6 +230,7 @@ func TestClusterPartitionLeaderLossAndRejoin(t *testing.T) {
 		t.Fatalf("re-adding removed id %s: %v", gone, err)
 	}
 	join := []string{"https://" + c.nodes[c.leader()].apiAddr}
+	c.reauthorize("n3b", gone, join)
 	c.startWith("n3b", gone, join, nil)
 	if _, err := c.client("n3b").DescribeKey(bg, "after-failover"); err != nil {
 		t.Fatalf("rejoined node: %v", err)

@@ -164,6 +164,24 @@ func (c *testCluster) startWith(id, certName string, join []string, st store.Sto
 	return n
 }
 
+// reauthorize has the cluster admin add node id with certName's
+// certificate explicitly (`keyraft cluster add`), on a cluster port
+// reserved for it now, so that start(id) can join with it afterwards: the
+// way back in for a certificate whose member was removed.
+func (c *testCluster) reauthorize(id, certName string, join []string) {
+	c.t.Helper()
+	reserved := c.listen("127.0.0.1:0")
+	raftAddr := reserved.Addr().String()
+	reserved.Close()
+	n := &testNode{id: id, sw: netfault.New(), apiAddr: "127.0.0.1:0", rftAddr: raftAddr}
+	n.cfg = c.config(id, certName, join)
+	c.nodes[id] = n
+	m := client.Member{ID: id, RaftAddr: raftAddr, Identity: c.cert(certName).identity}
+	if _, err := c.client(c.leader()).AddMember(context.Background(), m); err != nil {
+		c.t.Fatalf("re-authorize %s as %s: %v", certName, id, err)
+	}
+}
+
 func (c *testCluster) listen(addr string) net.Listener {
 	c.t.Helper()
 	ln, err := net.Listen("tcp", addr)

@@ -12,11 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyraft/keyraft/api/client"
 	"github.com/keyraft/keyraft/internal/kes"
 	"github.com/keyraft/keyraft/internal/server"
 	"github.com/keyraft/keyraft/internal/testutil"
-	"github.com/keyraft/keyraft/internal/testutil/netfault"
 )
 
 // memberConn is a keep-alive HTTP/1.1 connection to a node's cluster RPC
@@ -183,16 +181,9 @@ func TestRemovalRevokesAtOnce(t *testing.T) {
 	}
 
 	// The admin re-authorizes the certificate explicitly; then it joins.
-	reserved := listenT(t)
-	raftAddr := reserved.Addr().String()
-	reserved.Close()
-	n4 := &testNode{id: "n4", sw: netfault.New(), apiAddr: "127.0.0.1:0", rftAddr: raftAddr}
-	n4.cfg = c.config("n4", victim, []string{"https://" + c.nodes[leader].apiAddr})
-	c.nodes["n4"] = n4
-	if _, err := admin.AddMember(ctx, client.Member{ID: "n4", RaftAddr: raftAddr, Identity: c.cert(victim).identity}); err != nil {
-		t.Fatalf("re-authorize: %v", err)
-	}
-	c.startWith("n4", victim, n4.cfg.Cluster.Join, nil)
+	rejoin := []string{"https://" + c.nodes[leader].apiAddr}
+	c.reauthorize("n4", victim, rejoin)
+	c.startWith("n4", victim, rejoin, nil)
 	if _, err := c.client("n4").DescribeKey(ctx, "before-removal"); err != nil {
 		t.Fatalf("re-authorized node does not serve: %v", err)
 	}
