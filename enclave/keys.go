@@ -133,19 +133,9 @@ func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv cry
 	if sl == nil {
 		return 0, errSealed
 	}
-	sealed, err := sl.sealBytes(value, sealAD(enclave, name))
+	rec, err := s.sealedRecord(sl, enclave, name, kv, value)
 	if err != nil {
-		return 0, internal("seal key: %w", err)
-	}
-	now := s.now().UTC()
-	rec := fsm.KeyRecord{
-		Name:      name,
-		Algorithm: kv.Key.Type.String(),
-		CreatedAt: kv.CreatedAt,
-		CreatedBy: kv.CreatedBy,
-		Sealed:    sealed,
-		LoadedAt:  now,
-		UsedAt:    now,
+		return 0, err
 	}
 	idx, err := s.propose(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Create: create})
 	switch {
@@ -155,6 +145,26 @@ func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv cry
 		return idx, kes.ErrEnclaveNotFound
 	}
 	return idx, err
+}
+
+// sealedRecord is the replicated record of a key read from (or written
+// to) the keystore: its metadata and the keystore value sealed with the
+// cluster seal key, bound to the enclave and name. The error is internal.
+func (s *Service) sealedRecord(sl *sealer, enclave, name string, kv crypto.KeyVersion, value []byte) (fsm.KeyRecord, error) {
+	sealed, err := sl.sealBytes(value, sealAD(enclave, name))
+	if err != nil {
+		return fsm.KeyRecord{}, internal("seal key: %w", err)
+	}
+	now := s.now().UTC()
+	return fsm.KeyRecord{
+		Name:      name,
+		Algorithm: kv.Key.Type.String(),
+		CreatedAt: kv.CreatedAt,
+		CreatedBy: kv.CreatedBy,
+		Sealed:    sealed,
+		LoadedAt:  now,
+		UsedAt:    now,
+	}, nil
 }
 
 // execCreateKey runs a create or import on the leader: create in the

@@ -173,20 +173,11 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 		return true, nil, nil
 	}
 	defer kv.Zero()
-	sealed, err := sl.sealBytes(value, sealAD(enclave, rec.Name))
+	reloaded, err := s.sealedRecord(sl, enclave, rec.Name, kv, value)
 	if err != nil {
-		return false, nil, internal("seal key: %w", err)
+		return false, nil, err
 	}
-	now := s.now().UTC()
-	return false, &fsm.ReloadKey{Enclave: enclave, Key: fsm.KeyRecord{
-		Name:      rec.Name,
-		Algorithm: kv.Key.Type.String(),
-		CreatedAt: kv.CreatedAt,
-		CreatedBy: kv.CreatedBy,
-		Sealed:    sealed,
-		LoadedAt:  now,
-		UsedAt:    now,
-	}}, nil
+	return false, &fsm.ReloadKey{Enclave: enclave, Key: reloaded}, nil
 }
 
 // startReconciler runs ReconcileRestored whenever this node leads while a
