@@ -116,23 +116,36 @@ func (s *Service) Offline() bool { return s.offline.Load() }
 
 // revalidate (leader only) evicts, cluster-wide, cached keys that are gone
 // from the keystore. One List call covers all keys (for AWS: one
-// ListSecrets page per 100 secrets). While the keystore is unreachable the
-// cache keeps serving for Cache.Offline, then it is dropped.
+// ListSecrets page per 100 secrets).
+//
+// A failed listing evicts nothing by itself: the sealed keys keep serving
+// while the last successful revalidation is at most max(Cache.Any,
+// Cache.Offline) old. Only when a second consecutive listing fails past
+// that bound are they dropped, so a revoked or lost root stops serving in
+// bounded time while one throttled or timed-out call costs nothing.
 func (s *Service) revalidate(ctx context.Context) {
 	if !s.cfg.Proposer.IsLeader() {
 		return
 	}
+	now := s.now().UnixNano()
+	s.lastListed.CompareAndSwap(0, now)
 	names, err := s.cfg.Store.List(ctx, "")
 	if err != nil {
 		s.recordHealth(store.State{}, err)
-		offlineFor := time.Duration(s.now().UnixNano() - s.offlineAt.Load())
-		if s.cfg.Cache.Offline > 0 && offlineFor < s.cfg.Cache.Offline {
+		failed := s.failedListings.Add(1)
+		grace := max(s.cfg.Cache.Any, s.cfg.Cache.Offline)
+		since := time.Duration(now - s.lastListed.Load())
+		if failed < 2 || since <= grace {
+			s.log.Warn("keystore listing failed: the sealed keys keep serving",
+				"failed_listings", failed, "since_last_listing", since, "bound", grace, "error", err)
 			return
 		}
-		s.log.Warn("keystore unreachable: dropping the key cache", "error", err)
+		s.log.Warn("keystore unreachable: dropping the key cache", "since_last_listing", since, "error", err)
 		s.evictWhere(ctx, func(string, fsm.KeyRecord) bool { return true })
 		return
 	}
+	s.lastListed.Store(now)
+	s.failedListings.Store(0)
 	if s.offline.Swap(false) { // the listing proved the keystore answers again
 		s.log.Info("keystore is back online", "offline_for", time.Duration(s.now().UnixNano()-s.offlineAt.Load()))
 	}

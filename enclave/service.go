@@ -91,8 +91,15 @@ type Service struct {
 
 	offline   atomic.Bool
 	offlineAt atomic.Int64 // unix nanos of the first failed health check
-	lastErr   atomic.Pointer[error]
-	latency   atomic.Int64
+
+	// lastListed is when the leader last revalidated the sealed keys
+	// against a keystore listing (unix nanos; 0: not yet, counted from the
+	// first attempt), failedListings how many revalidations have failed
+	// since (see revalidate).
+	lastListed     atomic.Int64
+	failedListings atomic.Int32
+	lastErr        atomic.Pointer[error]
+	latency        atomic.Int64
 
 	lastReport atomic.Int64 // unix nanos of the last use report to the leader
 

@@ -248,7 +248,22 @@ func TestOfflineServesCachedKeys(t *testing.T) {
 	if err := s.CreateKey(ctx, DefaultEnclave, "new", admin); err == nil || err.(kes.Error).Code != 502 {
 		t.Fatalf("create while offline: %v", err)
 	}
-	// With offline=0 a revalidation while unreachable drops the cache.
+	// One failed listing evicts nothing, however long ago the last good
+	// one was; with offline=0 a second failure more than `any` after the
+	// last good listing drops the cache.
+	clock := time.Now()
+	s.now = func() time.Time { return clock }
+	s.cfg.Cache.Any = time.Minute
+	s.revalidate(ctx)
+	if _, _, err := s.GenerateKey(ctx, DefaultEnclave, "k", nil); err != nil {
+		t.Fatalf("one failed listing evicted the key: %v", err)
+	}
+	clock = clock.Add(s.cfg.Cache.Any / 2)
+	s.revalidate(ctx)
+	if _, _, err := s.GenerateKey(ctx, DefaultEnclave, "k", nil); err != nil {
+		t.Fatalf("key dropped within max(any, offline) of the last listing: %v", err)
+	}
+	clock = clock.Add(s.cfg.Cache.Any)
 	s.revalidate(ctx)
 	if _, _, err := s.GenerateKey(ctx, DefaultEnclave, "k", nil); err == nil {
 		t.Fatal("key served after the cache was dropped")
