@@ -173,7 +173,11 @@ type guardConn struct {
 
 // Read waits while the connection is throttled, then reads.
 func (c *guardConn) Read(b []byte) (int, error) {
-	if wait := time.Until(time.Unix(0, c.notBefore.Load())); wait > 0 {
+	// notBefore stays 0 on a connection that never exceeded the reset rate:
+	// no clock read on the common path.
+	if nb := c.notBefore.Load(); nb == 0 {
+		return c.Conn.Read(b)
+	} else if wait := time.Until(time.Unix(0, nb)); wait > 0 {
 		t := time.NewTimer(min(wait, maxResetDelay))
 		select {
 		case <-t.C:

@@ -43,16 +43,16 @@ const (
 // reconciliation, then answers errReconciling (503).
 func (s *Service) keyRecord(ctx context.Context, enclave, name string) (fsm.KeyRecord, error) {
 	for waited := false; ; waited = true {
-		rec, ok := s.cfg.FSM.Key(enclave, name)
+		rec, ok, unconfirmed := s.cfg.FSM.ServableKey(enclave, name)
 		if !ok {
 			if err := s.loadKey(ctx, enclave, name); err != nil {
 				return fsm.KeyRecord{}, err
 			}
-			if rec, ok = s.cfg.FSM.Key(enclave, name); !ok {
+			if rec, ok, unconfirmed = s.cfg.FSM.ServableKey(enclave, name); !ok {
 				return fsm.KeyRecord{}, kes.ErrKeyNotFound
 			}
 		}
-		if !s.cfg.FSM.Unconfirmed(rec) {
+		if !unconfirmed {
 			return rec, nil
 		}
 		if waited {

@@ -116,8 +116,23 @@ func (f *FSM) RestorePending() (RestoreMarker, bool) {
 // snapshot and has not been reconciled with the keystore yet. Such a record
 // must not be served.
 func (f *FSM) Unconfirmed(rec KeyRecord) bool {
-	m, ok := f.RestorePending()
-	return ok && rec.Index <= m.Applied
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.unconfirmed(rec)
+}
+
+// ServableKey returns a key's record, whether it exists, and whether it is
+// unconfirmed (see Unconfirmed), in one read of the state: the lookup every
+// key request makes.
+func (f *FSM) ServableKey(enclave, name string) (rec KeyRecord, ok, unconfirmed bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	rec, ok = f.st.keys[enclave][name]
+	return rec, ok, ok && f.st.unconfirmed(rec)
+}
+
+func (s *state) unconfirmed(rec KeyRecord) bool {
+	return s.restore != nil && rec.Index <= s.restore.Applied
 }
 
 // WaitRestoreReconciled blocks until no restore is pending or ctx is done,
