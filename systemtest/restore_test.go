@@ -108,6 +108,9 @@ func TestRestoreOlderSnapshotAppliesLaterWrites(t *testing.T) {
 	if live := c.nodes[leader].srv.FSM().AppliedIndex(); live+20 >= backupApplied {
 		t.Fatalf("test premise: backup applied index %d is not far above the live %d", backupApplied, live)
 	}
+	// Every node must have applied the last join before the membership
+	// is recorded, or a lagging node's view would differ from itself later.
+	assertConverged(t, c)
 	before := membershipOf(t, c)
 	restore(t, c, backup)
 
