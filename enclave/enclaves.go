@@ -165,12 +165,11 @@ func (s *Service) execDeleteEnclave(ctx context.Context, op Op) (uint64, error) 
 }
 
 // barrier returns once this node, the leader, has applied every entry
-// committed before it was called: it applies a TouchKeys that touches
-// nothing. A new leader may not yet have applied its predecessor's last
+// committed before it was called: it applies an fsm.Barrier. A new leader may not yet have applied its predecessor's last
 // entries, so its FSM could still show a deleted enclave, or miss a
 // created one.
 func (s *Service) barrier(ctx context.Context) error {
-	_, err := s.propose(ctx, fsm.TouchKeys{Enclave: DefaultEnclave, At: s.now().UTC()})
+	_, err := s.propose(ctx, fsm.Barrier{})
 	return err
 }
 

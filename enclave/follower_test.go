@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyraft/keyraft/fsm"
 	"github.com/keyraft/keyraft/internal/kes"
 )
 
@@ -59,14 +60,18 @@ func TestFollowerForwardsWritesAndReauthorizes(t *testing.T) {
 	}
 }
 
-func TestFollowerUseKeepsKeyCached(t *testing.T) {
+// TestUnusedDropsOnlyPlaintext: Cache.Unused and Cache.Any bound each
+// node's unsealed copy; the sealed record stays in the FSM, and the next
+// request unseals it again without a keystore call or a Raft command.
+func TestUnusedDropsOnlyPlaintext(t *testing.T) {
 	ctx := context.Background()
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
 
-	leader, _, f := newTestService(t)
+	leader, st, f := newTestService(t)
 	leader.cfg.Cache.Unused = time.Minute
+	leader.cfg.Cache.Any = 5 * time.Minute
 	leader.now = now
 	follower := newFollower(t, leader, now)
 
@@ -75,17 +80,62 @@ func TestFollowerUseKeepsKeyCached(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	use := func(s *Service, name string) {
+		t.Helper()
+		if _, _, err := s.GenerateKey(ctx, DefaultEnclave, name, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	use(follower, "hot")
+	use(follower, "cold")
+	held, _ := follower.cache.get(DefaultEnclave, "cold", mustKey(t, f, "cold").Index, 0)
+	held.release() // only checks the entry exists; the cache keeps its reference
+	st.ResetCalls()
+	applied := f.AppliedIndex()
+
 	clock.Add(int64(50 * time.Second))
-	if _, _, err := follower.GenerateKey(ctx, DefaultEnclave, "hot", nil); err != nil {
-		t.Fatal(err)
+	use(follower, "hot")
+	clock.Add(int64(30 * time.Second)) // hot: used 30s ago; cold: 80s ago
+	if n := follower.sweep(); n != 1 {
+		t.Fatalf("sweep dropped %d unsealed keys, want 1 (cold)", n)
 	}
-	follower.reportUse(ctx)
-	clock.Add(int64(30 * time.Second)) // 80s after creation, 30s after use
-	leader.evictUnused(ctx)
-	if _, ok := f.Key(DefaultEnclave, "hot"); !ok {
-		t.Fatal("key used on a follower was evicted")
+	if got := follower.CacheStats().Unsealed; got != 1 {
+		t.Fatalf("%d unsealed keys after the sweep, want 1", got)
 	}
-	if _, ok := f.Key(DefaultEnclave, "cold"); ok {
-		t.Fatal("unused key was not evicted")
+	if held.key.Key.Key != [32]byte{} {
+		t.Fatal("the dropped key material was not zeroed")
 	}
+	for _, name := range []string{"hot", "cold"} {
+		if _, ok := f.Key(DefaultEnclave, name); !ok {
+			t.Fatalf("sealed record of %s left the FSM", name)
+		}
+	}
+	unseals := follower.CacheStats().Unseals
+	use(follower, "cold")
+	if got := follower.CacheStats().Unseals; got != unseals+1 {
+		t.Fatalf("unseals %d -> %d, want one more", unseals, got)
+	}
+	// Any bounds a copy's age even while it is used.
+	clock.Add(int64(5*time.Minute + time.Second))
+	use(follower, "hot")
+	if got := follower.CacheStats().Unseals; got != unseals+2 {
+		t.Fatalf("a copy older than Any was served: unseals %d, want %d", got, unseals+2)
+	}
+	if calls := st.Calls(); calls.Total() != 0 {
+		t.Fatalf("keystore calls while serving cached keys: %+v", calls)
+	}
+	if got := f.AppliedIndex(); got != applied {
+		t.Fatalf("Raft applies while serving cached keys: index %d -> %d", applied, got)
+	}
+}
+
+func mustKey(t *testing.T, f interface {
+	Key(string, string) (fsm.KeyRecord, bool)
+}, name string) fsm.KeyRecord {
+	t.Helper()
+	r, ok := f.Key(DefaultEnclave, name)
+	if !ok {
+		t.Fatalf("no record of %s", name)
+	}
+	return r
 }

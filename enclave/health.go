@@ -4,43 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
-	"github.com/keyraft/keyraft/fsm"
 	"github.com/keyraft/keyraft/store"
 )
 
-// Start runs the background loops: the keystore health check (every node)
-// and, on whichever node leads, cache revalidation every Cache.Any and
-// eviction of keys unused for Cache.Unused. Close stops them.
+// Start runs the background loops: the keystore health check (every node;
+// every HealthInterval, every ProbeInterval while the keystore is offline),
+// the expiry of this node's unsealed keys, and, on whichever node leads,
+// revalidation of the sealed keys every Cache.Any. Close stops them.
 func (s *Service) Start() {
-	s.loop(s.cfg.Cache.HealthInterval, s.checkHealth)
+	s.wg.Add(1)
+	go s.healthLoop()
 	s.startReconciler()
 	if s.cfg.Cache.Any > 0 {
 		s.loop(s.cfg.Cache.Any, s.revalidate)
 	}
-	if s.cfg.Cache.Unused > 0 {
-		s.loop(s.cfg.Cache.Unused/2, s.evictUnused)
-		s.loop(s.cfg.Cache.Unused/4, s.reportUse)
-	}
-}
-
-// reportUse (followers) tells the leader which keys this node used since
-// its last report, so the leader does not evict keys that only followers
-// use. The leader knows its own use from its cache. Reports carry at most
-// maxTouchNames names each.
-func (s *Service) reportUse(ctx context.Context) {
-	since := s.lastReport.Swap(s.now().UnixNano())
-	if s.cfg.Proposer.IsLeader() || s.cfg.Forwarder == nil {
-		return
-	}
-	for enclave, names := range s.cache.usedSince(since) {
-		for batch := range slices.Chunk(names, maxTouchNames) {
-			if _, err := s.cfg.Forwarder.Forward(ctx, Op{Kind: OpTouchKeys, Enclave: enclave, Names: batch}); err != nil {
-				s.log.Debug("could not report key use to the leader", "error", err)
-			}
-		}
+	if every := s.sweepInterval(); every > 0 {
+		s.loop(every, func(context.Context) { s.sweep() })
 	}
 }
 
@@ -63,6 +44,28 @@ func (s *Service) loop(every time.Duration, fn func(context.Context)) {
 	}()
 }
 
+// healthLoop checks the keystore's health every HealthInterval, and every
+// ProbeInterval while it is offline, so that a keystore that answers again
+// is noticed within a probe interval even when no request tries it.
+func (s *Service) healthLoop() {
+	defer s.wg.Done()
+	t := time.NewTimer(s.cfg.Cache.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.checkHealth(context.Background())
+		next := s.cfg.Cache.HealthInterval
+		if s.offline.Load() {
+			next = min(next, s.cfg.Cache.ProbeInterval)
+		}
+		t.Reset(next)
+	}
+}
+
 // checkHealth probes the keystore and tracks whether it is offline.
 func (s *Service) checkHealth(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -83,9 +86,54 @@ func (s *Service) recordHealth(st store.State, err error) {
 		}
 		return
 	}
-	s.latency.Store(int64(st.Latency))
+	if st.Latency > 0 {
+		s.latency.Store(int64(st.Latency))
+	}
 	if s.offline.Swap(false) {
 		s.log.Info("keystore is back online", "offline_for", time.Duration(s.now().UnixNano()-s.offlineAt.Load()))
+	}
+}
+
+// allowKeystore is the circuit breaker in front of request-driven keystore
+// calls (load, create, delete, list). While the keystore is online every
+// call goes through. While it is offline, calls fail fast (a client never
+// waits out a keystore timeout), and a request that finds the last probe
+// older than ProbeInterval starts one in the background: if the keystore
+// answers, it is online again at once, without waiting for the health
+// check. Safe for concurrent use.
+func (s *Service) allowKeystore() bool {
+	if !s.offline.Load() {
+		return true
+	}
+	now := s.now().UnixNano()
+	last := s.lastTrial.Load()
+	if now-last >= int64(s.cfg.Cache.ProbeInterval) && s.lastTrial.CompareAndSwap(last, now) {
+		select {
+		case <-s.stop: // closing: no new background work
+			return false
+		default:
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.checkHealth(context.Background())
+		}()
+	}
+	return false
+}
+
+// observeKeystore updates the keystore's health from the outcome of a
+// request's keystore call: an answer (success, or a definite "exists" or
+// "not found") proves it reachable; an unreachable error marks it offline.
+// Other errors (a rejected request, say) say nothing about reachability.
+func (s *Service) observeKeystore(err error) {
+	switch {
+	case err == nil, errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExists):
+		if s.offline.Load() {
+			s.recordHealth(store.State{}, nil)
+		}
+	case errors.Is(err, store.ErrUnreachable):
+		s.recordHealth(store.State{}, err)
 	}
 }
 
@@ -113,86 +161,3 @@ func (s *Service) KeystoreStatus(ctx context.Context) (time.Duration, error) {
 
 // Offline reports whether the last keystore health check failed.
 func (s *Service) Offline() bool { return s.offline.Load() }
-
-// revalidate (leader only) evicts, cluster-wide, cached keys that are gone
-// from the keystore. One List call covers all keys (for AWS: one
-// ListSecrets page per 100 secrets).
-//
-// A failed listing evicts nothing by itself: the sealed keys keep serving
-// while the last successful revalidation is at most max(Cache.Any,
-// Cache.Offline) old. Only when a second consecutive listing fails past
-// that bound are they dropped, so a revoked or lost root stops serving in
-// bounded time while one throttled or timed-out call costs nothing.
-func (s *Service) revalidate(ctx context.Context) {
-	if !s.cfg.Proposer.IsLeader() {
-		return
-	}
-	now := s.now().UnixNano()
-	s.lastListed.CompareAndSwap(0, now)
-	names, err := s.cfg.Store.List(ctx, "")
-	if err != nil {
-		s.recordHealth(store.State{}, err)
-		failed := s.failedListings.Add(1)
-		grace := max(s.cfg.Cache.Any, s.cfg.Cache.Offline)
-		since := time.Duration(now - s.lastListed.Load())
-		if failed < 2 || since <= grace {
-			s.log.Warn("keystore listing failed: the sealed keys keep serving",
-				"failed_listings", failed, "since_last_listing", since, "bound", grace, "error", err)
-			return
-		}
-		s.log.Warn("keystore unreachable: dropping the key cache", "since_last_listing", since, "error", err)
-		s.evictWhere(ctx, func(string, fsm.KeyRecord) bool { return true })
-		return
-	}
-	s.lastListed.Store(now)
-	s.failedListings.Store(0)
-	if s.offline.Swap(false) { // the listing proved the keystore answers again
-		s.log.Info("keystore is back online", "offline_for", time.Duration(s.now().UnixNano()-s.offlineAt.Load()))
-	}
-	present := make(map[string]bool, len(names))
-	for _, n := range names {
-		present[n] = true
-	}
-	s.evictWhere(ctx, func(enclave string, r fsm.KeyRecord) bool {
-		sn, err := storeName(enclave, r.Name)
-		return err != nil || !present[sn]
-	})
-}
-
-// evictUnused (leader only) evicts keys no node used within Cache.Unused.
-func (s *Service) evictUnused(ctx context.Context) {
-	if !s.cfg.Proposer.IsLeader() {
-		return
-	}
-	cutoff := s.now().Add(-s.cfg.Cache.Unused)
-	s.evictWhere(ctx, func(enclave string, r fsm.KeyRecord) bool {
-		last := r.UsedAt
-		if local := s.cache.lastUse(enclave, r.Name); local > 0 && time.Unix(0, local).After(last) {
-			last = time.Unix(0, local)
-		}
-		return last.Before(cutoff)
-	})
-}
-
-func (s *Service) evictWhere(ctx context.Context, drop func(enclave string, r fsm.KeyRecord) bool) {
-	enclaves := []string{DefaultEnclave}
-	for _, e := range s.cfg.FSM.Enclaves() {
-		enclaves = append(enclaves, e.Name)
-	}
-	for _, enclave := range enclaves {
-		var names []string
-		for _, r := range s.cfg.FSM.Keys(enclave, "") {
-			if drop(enclave, r) {
-				names = append(names, r.Name)
-			}
-		}
-		if len(names) == 0 {
-			continue
-		}
-		if _, err := s.propose(ctx, fsm.RemoveKeys{Enclave: enclave, Names: names}); err != nil && !errors.Is(err, fsm.ErrNotFound) {
-			s.log.Warn("cache eviction failed", "enclave", enclave, "error", err)
-			continue
-		}
-		s.log.Debug("evicted cached keys", "enclave", enclave, "count", len(names))
-	}
-}

@@ -29,40 +29,46 @@ var (
 // listPageSize is how many names one listing returns (KES: 1024).
 const listPageSize = 1024
 
-// key returns the unsealed key for a request: from the in-memory cache if
-// the FSM record it came from is current, else by unsealing the FSM record,
-// else by loading it from the keystore through the leader (once per key,
-// cluster-wide). The first two paths touch neither network nor disk.
-func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, fsm.KeyRecord, error) {
+// key returns the unsealed key for a request, with a reference the caller
+// must release: from this node's unsealed cache if the FSM record it came
+// from is current and it is younger than Cache.Any, else by unsealing the
+// FSM record, else by loading it from the keystore through the leader
+// (once per key, cluster-wide). The first two paths touch neither network
+// nor disk nor Raft.
+func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, error) {
 	if err := s.enclaveExists(enclave); err != nil {
-		return nil, fsm.KeyRecord{}, err
+		return nil, err
 	}
 	sl := s.seal.Load()
 	if sl == nil {
-		return nil, fsm.KeyRecord{}, errSealed
+		return nil, errSealed
 	}
 	rec, err := s.keyRecord(ctx, enclave, name) // loads; holds back unconfirmed restored records
 	if err != nil {
-		return nil, fsm.KeyRecord{}, err
+		return nil, err
 	}
 	now := s.now().UnixNano()
-	if e, ok := s.cache.get(enclave, name, rec.Index); ok {
-		e.usedAt.Store(now)
-		return e, rec, nil
+	notBefore := int64(0)
+	if s.cfg.Cache.Any > 0 {
+		notBefore = now - int64(s.cfg.Cache.Any)
+	}
+	if e, ok := s.cache.get(enclave, name, rec.Index, notBefore); ok {
+		e.touch(now)
+		return e, nil
 	}
 	plain, err := sl.openBytes(rec.Sealed, sealAD(enclave, name))
 	if err != nil {
-		return nil, rec, internal("unseal key %q of enclave %q: %w", name, enclave, err)
+		return nil, internal("unseal key %q of enclave %q: %w", name, enclave, err)
 	}
 	kv, err := crypto.ParseKeyVersion(plain)
 	clear(plain)
 	if err != nil {
-		return nil, rec, internal("parse key %q of enclave %q: %w", name, enclave, err)
+		return nil, internal("parse key %q of enclave %q: %w", name, enclave, err)
 	}
-	e := &cacheEntry{index: rec.Index, key: kv}
-	e.usedAt.Store(now)
+	s.unseals.Add(1)
+	e := newCacheEntry(rec.Index, kv, now)
 	s.cache.put(enclave, name, e)
-	return e, rec, nil
+	return e, nil
 }
 
 // loadKey makes the cluster cache a key that exists only in the keystore.
@@ -101,14 +107,15 @@ func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
 	if r, ok := s.cfg.FSM.Key(op.Enclave, op.Name); ok {
 		return r.Index, nil
 	}
-	if s.offline.Load() {
+	if !s.allowKeystore() {
 		return 0, errReadFailed
 	}
 	sn, err := storeName(op.Enclave, op.Name)
 	if err != nil {
 		return 0, err
 	}
-	value, err := s.cfg.Store.Get(ctx, sn)
+	value, version, err := store.GetVersion(ctx, s.cfg.Store, sn)
+	s.observeKeystore(err)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, kes.ErrKeyNotFound
 	}
@@ -123,12 +130,13 @@ func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
 		return 0, errReadFailed
 	}
 	defer kv.Zero()
-	return s.replicateKey(ctx, op.Enclave, op.Name, kv, value, false)
+	return s.replicateKey(ctx, op.Enclave, op.Name, kv, value, version)
 }
 
-// replicateKey seals a key's stored value and proposes it. It returns
-// kes.ErrEnclaveNotFound if the enclave was deleted before the apply.
-func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv crypto.KeyVersion, value []byte, create bool) (uint64, error) {
+// replicateKey seals a key's stored value (of the given keystore version)
+// and proposes it. It returns kes.ErrEnclaveNotFound if the enclave was
+// deleted before the apply.
+func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv crypto.KeyVersion, value []byte, version string) (uint64, error) {
 	sl := s.seal.Load()
 	if sl == nil {
 		return 0, errSealed
@@ -137,7 +145,8 @@ func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv cry
 	if err != nil {
 		return 0, err
 	}
-	idx, err := s.propose(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Create: create})
+	rec.Version = version
+	idx, err := s.propose(ctx, fsm.PutKey{Enclave: enclave, Key: rec})
 	switch {
 	case errors.Is(err, fsm.ErrExists):
 		return idx, kes.ErrKeyExists
@@ -155,15 +164,13 @@ func (s *Service) sealedRecord(sl *sealer, enclave, name string, kv crypto.KeyVe
 	if err != nil {
 		return fsm.KeyRecord{}, internal("seal key: %w", err)
 	}
-	now := s.now().UTC()
 	return fsm.KeyRecord{
 		Name:      name,
 		Algorithm: kv.Key.Type.String(),
 		CreatedAt: kv.CreatedAt,
 		CreatedBy: kv.CreatedBy,
 		Sealed:    sealed,
-		LoadedAt:  now,
-		UsedAt:    now,
+		LoadedAt:  s.now().UTC(),
 	}, nil
 }
 
@@ -181,7 +188,7 @@ func (s *Service) execCreateKey(ctx context.Context, op Op) (uint64, error) {
 	if err := s.enclaveExists(op.Enclave); err != nil {
 		return 0, err
 	}
-	if s.offline.Load() {
+	if !s.allowKeystore() {
 		return 0, errCreateFailed
 	}
 	sn, err := storeName(op.Enclave, op.Name)
@@ -198,14 +205,16 @@ func (s *Service) execCreateKey(ctx context.Context, op Op) (uint64, error) {
 		return 0, internal("encode key: %w", err)
 	}
 	defer clear(value)
-	switch err := s.cfg.Store.Create(ctx, sn, value); {
+	version, err := store.CreateVersion(ctx, s.cfg.Store, sn, value)
+	s.observeKeystore(err)
+	switch {
 	case errors.Is(err, store.ErrExists):
 		return 0, kes.ErrKeyExists
 	case err != nil:
 		s.log.Error("failed to create key in keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
 		return 0, errCreateFailed
 	}
-	idx, err := s.replicateKey(ctx, op.Enclave, op.Name, kv, value, false)
+	idx, err := s.replicateKey(ctx, op.Enclave, op.Name, kv, value, version)
 	// Only a deterministic rejection proves that no replica holds the
 	// record. After a lost leadership or a timeout the entry may still be
 	// committed by the next leader, and deleting its material then would
@@ -257,7 +266,7 @@ func (s *Service) discardCreated(ctx context.Context, op Op, entry string, cause
 // execDeleteKey runs on the leader: delete from the keystore, then evict
 // from every node in one apply.
 func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
-	if s.offline.Load() {
+	if !s.allowKeystore() {
 		return 0, errDeleteFailed
 	}
 	sn, err := storeName(op.Enclave, op.Name)
@@ -265,6 +274,7 @@ func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
 		return 0, err
 	}
 	err = s.cfg.Store.Delete(ctx, sn)
+	s.observeKeystore(err)
 	notFound := errors.Is(err, store.ErrNotFound)
 	if err != nil && !notFound {
 		s.log.Error("failed to delete key from keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
@@ -315,9 +325,16 @@ func (s *Service) DeleteKey(ctx context.Context, enclave, name, identity string)
 	return s.write(ctx, Op{Kind: OpDeleteKey, Enclave: enclave, Name: name, Identity: identity})
 }
 
-// DescribeKey returns a key's metadata, loading the key if needed.
+// DescribeKey returns a key's metadata, loading the key if needed. It
+// does not unseal the key.
 func (s *Service) DescribeKey(ctx context.Context, enclave, name string) (KeyInfo, error) {
-	_, rec, err := s.key(ctx, enclave, name)
+	if err := s.enclaveExists(enclave); err != nil {
+		return KeyInfo{}, err
+	}
+	if s.seal.Load() == nil {
+		return KeyInfo{}, errSealed
+	}
+	rec, err := s.keyRecord(ctx, enclave, name)
 	if err != nil {
 		return KeyInfo{}, err
 	}
@@ -331,7 +348,7 @@ func (s *Service) ListKeys(ctx context.Context, enclave, prefix, continueAt stri
 	if err := s.enclaveExists(enclave); err != nil {
 		return nil, "", err
 	}
-	if s.offline.Load() {
+	if !s.allowKeystore() {
 		return nil, "", errListFailed
 	}
 	sp, err := listPrefix(enclave)
@@ -339,6 +356,7 @@ func (s *Service) ListKeys(ctx context.Context, enclave, prefix, continueAt stri
 		return nil, "", err
 	}
 	all, err := s.cfg.Store.List(ctx, sp+prefix)
+	s.observeKeystore(err)
 	if err != nil {
 		s.log.Error("failed to list keys in keystore", "enclave", enclave, "error", err)
 		return nil, "", errListFailed
@@ -360,10 +378,11 @@ func (s *Service) ListKeys(ctx context.Context, enclave, prefix, continueAt stri
 // GenerateKey returns a new 32-byte data key and its ciphertext under the
 // named key, with associatedData bound to it.
 func (s *Service) GenerateKey(ctx context.Context, enclave, name string, associatedData []byte) ([]byte, []byte, error) {
-	e, _, err := s.key(ctx, enclave, name)
+	e, err := s.key(ctx, enclave, name)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer e.release()
 	dek := make([]byte, 32)
 	if _, err := rand.Read(dek); err != nil {
 		return nil, nil, errGenerate
@@ -379,10 +398,11 @@ func (s *Service) GenerateKey(ctx context.Context, enclave, name string, associa
 
 // Encrypt encrypts plaintext under the named key.
 func (s *Service) Encrypt(ctx context.Context, enclave, name string, plaintext, associatedData []byte) ([]byte, error) {
-	e, _, err := s.key(ctx, enclave, name)
+	e, err := s.key(ctx, enclave, name)
 	if err != nil {
 		return nil, err
 	}
+	defer e.release()
 	ct, err := e.key.Encrypt(plaintext, associatedData)
 	if err != nil {
 		s.log.Error("failed to encrypt", "key", name, "error", err)
@@ -394,10 +414,11 @@ func (s *Service) Encrypt(ctx context.Context, enclave, name string, plaintext, 
 // Decrypt decrypts a ciphertext (raw, MessagePack or JSON format) under the
 // named key. An unauthentic ciphertext or wrong context is kes.ErrDecrypt.
 func (s *Service) Decrypt(ctx context.Context, enclave, name string, ciphertext, associatedData []byte) ([]byte, error) {
-	e, _, err := s.key(ctx, enclave, name)
+	e, err := s.key(ctx, enclave, name)
 	if err != nil {
 		return nil, err
 	}
+	defer e.release()
 	pt, err := e.key.Decrypt(ciphertext, associatedData)
 	if err != nil {
 		return nil, kes.ErrDecrypt
@@ -408,10 +429,11 @@ func (s *Service) Decrypt(ctx context.Context, enclave, name string, ciphertext,
 // HMAC returns HMAC-SHA256 of message under the key's HMAC key. Legacy keys
 // without an HMAC key give 409 "key does not support HMAC".
 func (s *Service) HMAC(ctx context.Context, enclave, name string, message []byte) ([]byte, error) {
-	e, _, err := s.key(ctx, enclave, name)
+	e, err := s.key(ctx, enclave, name)
 	if err != nil {
 		return nil, err
 	}
+	defer e.release()
 	if e.key.HMAC == nil {
 		return nil, errNoHMAC
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keyraft/keyraft/fsm"
 	"github.com/keyraft/keyraft/internal/kes"
 )
 
@@ -19,7 +18,6 @@ const (
 	OpImportKey OpKind = "import-key"
 	OpDeleteKey OpKind = "delete-key"
 	OpLoadKey   OpKind = "load-key"
-	OpTouchKeys OpKind = "touch-keys"
 
 	OpCreateEnclave  OpKind = "create-enclave"
 	OpDeleteEnclave  OpKind = "delete-enclave"
@@ -40,8 +38,6 @@ type Op struct {
 	Identity string `json:"identity,omitempty"`
 	Key      []byte `json:"key,omitempty"`
 	Cipher   string `json:"cipher,omitempty"`
-	// Names lists the keys a follower used recently (OpTouchKeys).
-	Names []string `json:"names,omitempty"`
 	// Admin is a new enclave's admin identity (OpCreateEnclave).
 	Admin string `json:"admin,omitempty"`
 	// Allow and Deny are a written policy's rules (OpWritePolicy).
@@ -183,8 +179,6 @@ func (s *Service) run(ctx context.Context, op Op) (uint64, error) {
 		return s.execDeleteKey(ctx, op)
 	case OpLoadKey:
 		return s.execLoadKey(ctx, op)
-	case OpTouchKeys:
-		return s.propose(ctx, fsm.TouchKeys{Enclave: op.Enclave, Names: op.Names, At: s.now().UTC()})
 	}
 	return 0, fmt.Errorf("enclave: unknown op %q", op.Kind)
 }

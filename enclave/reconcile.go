@@ -151,7 +151,7 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 	if err != nil || !present[sn] {
 		return true, nil, nil
 	}
-	value, err := s.cfg.Store.Get(ctx, sn)
+	value, version, err := store.GetVersion(ctx, s.cfg.Store, sn)
 	if errors.Is(err, store.ErrNotFound) {
 		return true, nil, nil
 	}
@@ -177,6 +177,7 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 	if err != nil {
 		return false, nil, err
 	}
+	reloaded.Version = version
 	return false, &fsm.ReloadKey{Enclave: enclave, Key: reloaded}, nil
 }
 

@@ -38,19 +38,27 @@ type Forwarder interface {
 	Forward(ctx context.Context, op Op) (Result, error)
 }
 
-// CacheConfig is the sealed-cache policy (config cache.expiry.*).
+// CacheConfig is the cache policy (config cache.expiry.*). There are two
+// layers: the sealed records in the FSM (the cluster's cache of the
+// keystore) and each node's unsealed (plaintext) copies.
 type CacheConfig struct {
-	// Any is how often the leader revalidates cached keys against the
-	// keystore (0 disables revalidation).
+	// Any is how often the leader revalidates the sealed keys against the
+	// keystore (0 disables revalidation), and the longest an unsealed copy
+	// lives on a node (0: no bound).
 	Any time.Duration
-	// Unused evicts keys that were not used for this long (0 disables).
+	// Unused drops a node's unsealed copy of a key that node has not used
+	// for this long (0 disables). The sealed record stays.
 	Unused time.Duration
-	// Offline is how long cached keys keep serving while the keystore is
-	// unreachable (0: they are evicted at the next revalidation).
+	// Offline is how long the sealed keys keep serving after the last
+	// successful revalidation while the keystore is unreachable, if longer
+	// than Any.
 	Offline time.Duration
 	// HealthInterval is how often the keystore's health is checked
 	// (default 10s, like KES).
 	HealthInterval time.Duration
+	// ProbeInterval is how often an offline keystore is tried again, by
+	// the health check and by at most one request (default 1s).
+	ProbeInterval time.Duration
 }
 
 // Config configures a Service.
@@ -91,6 +99,9 @@ type Service struct {
 
 	offline   atomic.Bool
 	offlineAt atomic.Int64 // unix nanos of the first failed health check
+	lastTrial atomic.Int64 // unix nanos of the last call allowKeystore let through while offline
+
+	unseals atomic.Uint64 // FSM records unsealed on this node
 
 	// lastListed is when the leader last revalidated the sealed keys
 	// against a keystore listing (unix nanos; 0: not yet, counted from the
@@ -100,8 +111,6 @@ type Service struct {
 	failedListings atomic.Int32
 	lastErr        atomic.Pointer[error]
 	latency        atomic.Int64
-
-	lastReport atomic.Int64 // unix nanos of the last use report to the leader
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -122,6 +131,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Cache.HealthInterval <= 0 {
 		cfg.Cache.HealthInterval = 10 * time.Second
+	}
+	if cfg.Cache.ProbeInterval <= 0 {
+		cfg.Cache.ProbeInterval = time.Second
 	}
 	s := &Service{
 		cfg:   cfg,
@@ -186,3 +198,16 @@ func (s *Service) propose(ctx context.Context, cmd fsm.Command) (uint64, error) 
 var errUnavailable = kes.Error{Code: 503, Message: "cluster has no leader: try again"}
 
 func internal(format string, args ...any) error { return fmt.Errorf("enclave: "+format, args...) }
+
+// CacheStats describes this node's cache.
+type CacheStats struct {
+	// Unsealed is how many keys this node holds unsealed (plaintext).
+	Unsealed int
+	// Unseals counts the FSM records this node unsealed since it started.
+	Unseals uint64
+}
+
+// CacheStats returns this node's cache figures. Safe for concurrent use.
+func (s *Service) CacheStats() CacheStats {
+	return CacheStats{Unsealed: s.cache.len(), Unseals: s.unseals.Load()}
+}

@@ -15,15 +15,11 @@ const (
 	// body limit (KES's "1 MB", 1,000,000 bytes): every policy the API can
 	// accept passes, nothing larger does.
 	maxPolicySize = 1_000_000
-	// maxTouchNames is the most key names one use report (OpTouchKeys)
-	// may carry; reportUse sends larger reports in batches.
-	maxTouchNames = 1000
 )
 
 // Refusals of operations that the API cannot produce.
 var (
 	errPolicyTooLarge = kes.Error{Code: http.StatusBadRequest, Message: "policy is too large"}
-	errTooManyNames   = kes.Error{Code: http.StatusBadRequest, Message: "too many key names"}
 	errAssignAdmin    = kes.Error{Code: http.StatusBadRequest, Message: "the admin identity cannot be assigned to a policy"}
 )
 
@@ -39,8 +35,7 @@ func errKeySize(cipher string) kes.Error {
 // validate checks an operation's names and sizes as the API checks a
 // request: every enclave, key, policy and identity name must be valid
 // (ValidName), imported key material 32 bytes of a supported algorithm,
-// a policy's rules at most maxPolicySize, a use report at most
-// maxTouchNames valid names. It returns the client-visible kes.Error (400,
+// a policy's rules at most maxPolicySize. It returns the client-visible kes.Error (400,
 // or 406 for imported key material, with the API's messages) and nil for a
 // well-formed op. It is pure: existence and permissions are checked later.
 func validate(op Op) error {
@@ -59,15 +54,6 @@ func validate(op Op) error {
 		}
 		if len(op.Key) != crypto.KeySize {
 			return errKeySize(op.Cipher)
-		}
-	case OpTouchKeys:
-		if len(op.Names) > maxTouchNames {
-			return errTooManyNames
-		}
-		for _, n := range op.Names {
-			if err := validKeyName(n); err != nil {
-				return err
-			}
 		}
 	case OpCreateEnclave:
 		if !ValidName(op.Admin) {

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 
@@ -54,10 +52,6 @@ func TestExecuteRefusesInvalidOps(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tooMany := make([]string, maxTouchNames+1)
-	for i := range tooMany {
-		tooMany[i] = "k"
-	}
 	huge := []string{strings.Repeat("a", maxPolicySize/2), strings.Repeat("b", maxPolicySize/2)}
 	key32 := bytes.Repeat([]byte{1}, 32)
 
@@ -94,8 +88,6 @@ func TestExecuteRefusesInvalidOps(t *testing.T) {
 		{"assign an invalid identity", Op{Kind: OpAssignPolicy, Enclave: "t1", Name: "p", Assignee: "x/y", Identity: admin}, InvalidIdentity("x/y")},
 		{"assign the admin", Op{Kind: OpAssignPolicy, Enclave: "t1", Name: "p", Assignee: admin, Identity: admin}, errAssignAdmin},
 		{"delete an invalid identity", Op{Kind: OpDeleteIdentity, Enclave: "t1", Assignee: "", Identity: admin}, InvalidIdentity("")},
-		{"touch too many keys", Op{Kind: OpTouchKeys, Enclave: "t1", Names: tooMany}, errTooManyNames},
-		{"touch the seal entry", Op{Kind: OpTouchKeys, Enclave: DefaultEnclave, Names: []string{"k", SealName}}, InvalidKeyName(SealName)},
 		{"unknown op", Op{Kind: "format-keystore", Enclave: DefaultEnclave}, kes.NewError(400, "unknown operation 'format-keystore'")},
 	}
 	before := keystoreImage(t, st)
@@ -134,8 +126,6 @@ func TestExecuteRefusesInvalidOps(t *testing.T) {
 }
 
 func TestExecuteAcceptsTheLimits(t *testing.T) {
-	ctx := context.Background()
-	s, _, _ := newTestService(t)
 	// A policy exactly at the limit is accepted, one byte more is not.
 	rule := strings.Repeat("r", maxPolicySize-3-(2*80+6))
 	op := Op{Kind: OpWritePolicy, Enclave: DefaultEnclave, Name: "big", Allow: []string{rule, strings.Repeat("x", 80)}, Deny: []string{strings.Repeat("y", 80)}, Identity: admin}
@@ -146,20 +136,12 @@ func TestExecuteAcceptsTheLimits(t *testing.T) {
 	if err := validate(op); !errors.Is(err, errPolicyTooLarge) {
 		t.Fatalf("policy over the limit: %v", err)
 	}
-	names := make([]string, maxTouchNames)
-	for i := range names {
-		names[i] = "k"
-	}
-	if res, err := s.Execute(ctx, Op{Kind: OpTouchKeys, Enclave: DefaultEnclave, Names: names}); err != nil || res.Err != nil {
-		t.Fatalf("touch %d names: %+v %v", len(names), res.Err, err)
-	}
 	// Every valid op kind passes validation.
 	for _, op := range []Op{
 		{Kind: OpCreateKey, Enclave: "e", Name: "k"},
 		{Kind: OpImportKey, Enclave: "e", Name: "k", Key: make([]byte, 32), Cipher: "ChaCha20"},
 		{Kind: OpDeleteKey, Enclave: "e", Name: "k"},
 		{Kind: OpLoadKey, Enclave: "e", Name: "k"},
-		{Kind: OpTouchKeys, Enclave: "e"},
 		{Kind: OpCreateEnclave, Enclave: "e", Admin: admin},
 		{Kind: OpDeleteEnclave, Enclave: "e"},
 		{Kind: OpWritePolicy, Enclave: "e", Name: "p"},
@@ -209,56 +191,4 @@ func TestStoreNameGuard(t *testing.T) {
 	if !reserved(SealName) || reserved("k") {
 		t.Error("reserved")
 	}
-}
-
-// TestReportUseBatches: a follower's use report never exceeds what the
-// leader accepts.
-func TestReportUseBatches(t *testing.T) {
-	ctx := context.Background()
-	leader, _, _ := newTestService(t)
-	rec := &recordingForwarder{leader: leader}
-	follower := newFollower(t, leader, leader.now)
-	follower.cfg.Forwarder = rec
-	names := make([]string, 2*maxTouchNames+1)
-	for i := range names {
-		names[i] = fmt.Sprintf("k%04d", i)
-		e := &cacheEntry{}
-		e.usedAt.Store(1)
-		follower.cache.put(DefaultEnclave, names[i], e)
-	}
-	follower.lastReport.Store(0)
-	follower.reportUse(ctx)
-	var got []string
-	for _, op := range rec.ops {
-		if len(op.Names) > maxTouchNames {
-			t.Fatalf("a report of %d names", len(op.Names))
-		}
-		if op.err != nil {
-			t.Fatalf("leader refused a report: %v", op.err)
-		}
-		got = append(got, op.Names...)
-	}
-	slices.Sort(got)
-	if !slices.Equal(got, names) {
-		t.Fatalf("reported %d names, want %d", len(got), len(names))
-	}
-}
-
-type recordedOp struct {
-	Op
-	err error
-}
-
-type recordingForwarder struct {
-	leader *Service
-	ops    []recordedOp
-}
-
-func (r *recordingForwarder) Forward(ctx context.Context, op Op) (Result, error) {
-	res, err := r.leader.Execute(ctx, op)
-	if err == nil && res.Err != nil {
-		err = *res.Err
-	}
-	r.ops = append(r.ops, recordedOp{op, err})
-	return res, err
 }

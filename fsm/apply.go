@@ -77,6 +77,7 @@ func (f *FSM) Apply(index uint64, data []byte) (result error, fatal error) {
 	}
 	f.st.applied = index
 	f.mu.Unlock()
+	f.applies[cmd.Type()].Add(1)
 	f.signalApplied()
 	f.notify(ch.events)
 	return result, nil

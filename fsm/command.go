@@ -25,7 +25,7 @@ const (
 	TypePutMember       Type = 10 // PutMember
 	TypeRemoveMember    Type = 11 // RemoveMember
 	TypeReplacePolicies Type = 12 // ReplacePolicies
-	TypeTouchKeys       Type = 13 // TouchKeys
+	TypeBarrier         Type = 13 // Barrier (was TouchKeys)
 	TypeReconcileKeys   Type = 15 // ReconcileKeys
 )
 
@@ -53,8 +53,10 @@ type KeyRecord struct {
 	Sealed []byte `json:"sealed"`
 	// LoadedAt is when the leader read the key from the keystore.
 	LoadedAt time.Time `json:"loaded_at"`
-	// UsedAt is the last time a node reported the key as used (coarse).
-	UsedAt time.Time `json:"used_at"`
+	// Version is the keystore's version of the value that was sealed
+	// (store.Entry.Version; empty when the keystore cannot tell). The
+	// leader reloads the key when a listing shows another version.
+	Version string `json:"version,omitempty"`
 	// Index is the Raft index that wrote the record; set by Apply.
 	Index uint64 `json:"index"`
 }
@@ -62,11 +64,15 @@ type KeyRecord struct {
 // PutKey stores a key record. It fails with ErrNotFound when the enclave
 // does not exist (e.g. it was deleted after the leader checked), so a key
 // can never outlive its enclave. With Create set it fails with ErrExists
-// when the enclave already holds the name.
+// when the enclave already holds the name. With IfIndex set it replaces
+// only the record written at that index and otherwise fails with
+// ErrNotFound, changing nothing: a reload of a changed key cannot bring
+// back a key deleted (or replace one re-created) since it was read.
 type PutKey struct {
 	Enclave string    `json:"enclave"`
 	Key     KeyRecord `json:"key"`
 	Create  bool      `json:"create,omitempty"`
+	IfIndex uint64    `json:"if_index,omitempty"`
 }
 
 // RemoveKeys removes key records (a delete, or a cache eviction).
@@ -75,12 +81,12 @@ type RemoveKeys struct {
 	Names   []string `json:"names"`
 }
 
-// TouchKeys records that keys were used at the given time.
-type TouchKeys struct {
-	Enclave string    `json:"enclave"`
-	Names   []string  `json:"names"`
-	At      time.Time `json:"at"`
-}
+// Barrier changes nothing: the leader applies one to know that it has
+// applied every entry committed before. Its wire type is the former
+// TouchKeys, whose use reports older versions wrote; such entries decode
+// as a Barrier and change nothing either (key use is no longer
+// replicated: the sealed record does not expire with use).
+type Barrier struct{}
 
 // EnclaveRecord is an enclave's replicated metadata.
 type EnclaveRecord struct {
@@ -192,7 +198,7 @@ type RemoveMember struct {
 
 func (PutKey) Type() Type          { return TypePutKey }
 func (RemoveKeys) Type() Type      { return TypeRemoveKeys }
-func (TouchKeys) Type() Type       { return TypeTouchKeys }
+func (Barrier) Type() Type         { return TypeBarrier }
 func (PutEnclave) Type() Type      { return TypePutEnclave }
 func (DeleteEnclave) Type() Type   { return TypeDeleteEnclave }
 func (PutPolicy) Type() Type       { return TypePutPolicy }
@@ -225,8 +231,8 @@ func Decode(b []byte) (Command, error) {
 		c = new(PutKey)
 	case TypeRemoveKeys:
 		c = new(RemoveKeys)
-	case TypeTouchKeys:
-		c = new(TouchKeys)
+	case TypeBarrier:
+		c = new(Barrier)
 	case TypeReconcileKeys:
 		c = new(ReconcileKeys)
 	case TypePutEnclave:
@@ -266,7 +272,7 @@ func deref(c Command) Command {
 		return *v
 	case *RemoveKeys:
 		return *v
-	case *TouchKeys:
+	case *Barrier:
 		return *v
 	case *ReconcileKeys:
 		return *v

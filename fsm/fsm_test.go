@@ -43,7 +43,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	cmds := []Command{
 		PutKey{Enclave: "default", Key: key("k1"), Create: true},
 		RemoveKeys{Enclave: "e", Names: []string{"a", "b"}},
-		TouchKeys{Enclave: "e", Names: []string{"a"}, At: t0},
+		Barrier{},
 		PutEnclave{Enclave: EnclaveRecord{Name: "e", Admin: "x", CreatedAt: t0}},
 		DeleteEnclave{Name: "e"},
 		PutPolicy{Enclave: "e", Policy: PolicyRecord{Name: "p", Allow: []string{"/v1/key/*"}, CreatedAt: t0}},

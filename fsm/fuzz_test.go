@@ -47,7 +47,7 @@ func FuzzDecode(f *testing.F) {
 	for _, c := range []Command{
 		PutKey{Enclave: "default", Key: KeyRecord{Name: "k1", Algorithm: "AES256", CreatedAt: now, Sealed: []byte("x")}, Create: true},
 		RemoveKeys{Enclave: "e1", Names: []string{"k"}},
-		TouchKeys{Enclave: "e1", Names: []string{"k"}, At: now},
+		Barrier{},
 		PutEnclave{Enclave: EnclaveRecord{Name: "e2", Admin: "b"}},
 		DeleteEnclave{Name: "e1"},
 		PutPolicy{Enclave: "e1", Policy: PolicyRecord{Name: "q", Deny: []string{"*"}}},

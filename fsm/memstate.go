@@ -142,8 +142,12 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		if !s.hasEnclave(c.Enclave) {
 			return ErrNotFound
 		}
-		if _, ok := s.keys[c.Enclave][c.Key.Name]; ok && c.Create {
+		old, ok := s.keys[c.Enclave][c.Key.Name]
+		if ok && c.Create {
 			return ErrExists
+		}
+		if c.IfIndex != 0 && (!ok || old.Index != c.IfIndex) {
+			return ErrNotFound
 		}
 		r := c.Key
 		r.Index = index
@@ -164,16 +168,7 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		if !found {
 			return ErrNotFound
 		}
-	case TouchKeys:
-		for _, name := range c.Names {
-			r, ok := s.keys[c.Enclave][name]
-			if !ok || !c.At.After(r.UsedAt) {
-				continue
-			}
-			r.UsedAt = c.At
-			ch.put(bucketKeys, ek(c.Enclave, name), r)
-			ch.do(func() { s.keys[c.Enclave][name] = r })
-		}
+	case Barrier:
 	case PutEnclave:
 		if _, ok := s.enclaves[c.Enclave.Name]; ok {
 			return ErrExists

@@ -58,6 +58,8 @@ type FSM struct {
 
 	appliedMu sync.Mutex
 	appliedCh chan struct{} // closed and replaced whenever applied grows
+
+	applies applyCounts
 }
 
 // Open opens (creating if needed) the FSM's bbolt file at path and loads its

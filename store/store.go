@@ -57,3 +57,65 @@ type Store interface {
 	// Close releases the backend's resources.
 	Close() error
 }
+
+// Entry is one name in a versioned listing.
+type Entry struct {
+	// Name is the entry's name.
+	Name string
+	// Version identifies the entry's current value: it changes whenever the
+	// value is replaced (AWS: the AWSCURRENT version ID; fs: the file's
+	// modification time and inode). Empty means the backend cannot tell.
+	Version string
+}
+
+// Versioned is implemented by keystores that can tell when an entry's value
+// was replaced behind Keyraft's back (by an operator or another KES). The
+// cluster records the version of every value it caches and reloads an
+// entry whose listed version differs. Use the package functions
+// CreateVersion, GetVersion and ListVersions, which fall back to the plain
+// methods (and an empty version) for a Store that is not Versioned.
+//
+// The methods have the contracts of Create, Get and List; a version is
+// compared only for equality and only with versions of the same entry.
+type Versioned interface {
+	// CreateVersion is Create that also returns the version of the value
+	// it stored ("" when it cannot know, e.g. after a settled retry).
+	CreateVersion(ctx context.Context, name string, value []byte) (string, error)
+	// GetVersion is Get that also returns the version of the value it read.
+	GetVersion(ctx context.Context, name string) ([]byte, string, error)
+	// ListVersions is List with each entry's current version, sorted by name.
+	ListVersions(ctx context.Context, prefix string) ([]Entry, error)
+}
+
+// CreateVersion calls st's CreateVersion, or Create with an empty version.
+func CreateVersion(ctx context.Context, st Store, name string, value []byte) (string, error) {
+	if v, ok := st.(Versioned); ok {
+		return v.CreateVersion(ctx, name, value)
+	}
+	return "", st.Create(ctx, name, value)
+}
+
+// GetVersion calls st's GetVersion, or Get with an empty version.
+func GetVersion(ctx context.Context, st Store, name string) ([]byte, string, error) {
+	if v, ok := st.(Versioned); ok {
+		return v.GetVersion(ctx, name)
+	}
+	value, err := st.Get(ctx, name)
+	return value, "", err
+}
+
+// ListVersions calls st's ListVersions, or List with empty versions.
+func ListVersions(ctx context.Context, st Store, prefix string) ([]Entry, error) {
+	if v, ok := st.(Versioned); ok {
+		return v.ListVersions(ctx, prefix)
+	}
+	names, err := st.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, len(names))
+	for i, n := range names {
+		out[i] = Entry{Name: n}
+	}
+	return out, nil
+}

@@ -39,6 +39,14 @@ func (s *failingStore) Create(ctx context.Context, name string, value []byte) er
 	return s.Store.Create(ctx, name, value)
 }
 
+// CreateVersion fails like Create: the node creates keys through it.
+func (s *failingStore) CreateVersion(ctx context.Context, name string, value []byte) (string, error) {
+	if s.fail.Load() {
+		return "", errors.New("monitoring test: keystore write refused")
+	}
+	return s.Store.CreateVersion(ctx, name, value)
+}
+
 // servedMetrics starts a one-node cluster in-process, sends it requests
 // that succeed, fail with 4xx and fail with 5xx, and returns the metric
 // families /v1/metrics then serves, by name, with their types.

@@ -5,7 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keyraft/keyraft/enclave"
+	"github.com/keyraft/keyraft/fsm"
+	"github.com/keyraft/keyraft/store/metered"
 )
 
 // registerMetrics adds Keyraft's cluster and cache metrics to the API's
@@ -27,13 +28,10 @@ func (s *Server) registerMetrics(reg *prometheus.Registry) error {
 			servers, _ := s.node.Servers()
 			return float64(len(servers))
 		}),
-		gauge("keyraft_cache_keys", "Keys held (sealed) in the replicated cache, all enclaves.", func() float64 {
-			n := len(s.fsm.Keys(enclave.DefaultEnclave, ""))
-			for _, e := range s.fsm.Enclaves() {
-				n += len(s.fsm.Keys(e.Name, ""))
-			}
-			return float64(n)
-		}),
+		gauge("keyraft_cache_sealed_keys", "Keys held sealed in the replicated cache (the FSM), all enclaves.", func() float64 { return float64(s.fsm.KeyCount()) }),
+		gauge("keyraft_cache_unsealed_keys", "Keys this node holds unsealed (plaintext, in memory).", func() float64 { return float64(s.svc.CacheStats().Unsealed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyraft_cache_unseal_total", Help: "Sealed key records this node unsealed (cache misses of the unsealed layer)."},
+			func() float64 { return float64(s.svc.CacheStats().Unseals) }),
 		gauge("keyraft_keystore_offline", "1 while the keystore's health check fails.", func() float64 { return boolean(s.svc.Offline()) }),
 		gauge("keyraft_node_fenced", "1 while this node refuses to serve: removed from the cluster, or no leader contact for cluster.isolation_timeout.", func() float64 { return boolean(s.fenced.Load() != nil) }),
 		gauge("keyraft_cluster_leader_contact_age_seconds", "Seconds since this node last heard its leader (0 on the leader).", func() float64 {
@@ -44,6 +42,30 @@ func (s *Server) registerMetrics(reg *prometheus.Registry) error {
 			return time.Since(last).Seconds()
 		}),
 	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return s.registerCounters(reg)
+}
+
+// registerCounters adds the per-kind counters: keystore calls and Raft
+// applies.
+func (s *Server) registerCounters(reg *prometheus.Registry) error {
+	var cs []prometheus.Collector
+	for _, kind := range metered.Kinds {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keyraft_keystore_calls_total", Help: "Calls this node made to the keystore, by kind.",
+			ConstLabels: prometheus.Labels{"op": kind},
+		}, func() float64 { return float64(s.keystore.Calls(kind)) }))
+	}
+	for _, t := range fsm.Types() {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keyraft_raft_applies_total", Help: "Raft commands this node applied since it started, by type.",
+			ConstLabels: prometheus.Labels{"type": t.String()},
+		}, func() float64 { return float64(s.fsm.Applied(t)) }))
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

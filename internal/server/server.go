@@ -25,6 +25,7 @@ import (
 	"github.com/keyraft/keyraft/internal/config"
 	"github.com/keyraft/keyraft/internal/kes"
 	"github.com/keyraft/keyraft/store"
+	"github.com/keyraft/keyraft/store/metered"
 )
 
 // Options are the run-time inputs that are not in the config file.
@@ -57,14 +58,15 @@ type Server struct {
 	ca   atomic.Pointer[tlsPool]
 	auth tls.ClientAuthType
 
-	store   store.Store
-	fsm     *fsm.FSM
-	node    *cluster.Node
-	svc     *enclave.Service
-	api     *api.Server
-	http    *http.Server
-	apiLn   net.Listener
-	serveWG sync.WaitGroup
+	store    store.Store
+	keystore *metered.Store // store, counting calls for the metrics
+	fsm      *fsm.FSM
+	node     *cluster.Node
+	svc      *enclave.Service
+	api      *api.Server
+	http     *http.Server
+	apiLn    net.Listener
+	serveWG  sync.WaitGroup
 
 	identity string   // this node's certificate identity (cluster port)
 	trusted  sync.Map // member identities learned when joining, until the FSM has members
@@ -109,6 +111,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 			return nil, err
 		}
 	}
+	s.keystore = metered.New(s.store)
 	if s.fsm, err = fsm.Open(filepath.Join(cfg.Cluster.DataDir, "fsm.db"), opts.Logger); err != nil {
 		return nil, err
 	}
@@ -116,7 +119,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 	prop := &proposer{}
 	s.svc, err = enclave.New(enclave.Config{
 		FSM:       s.fsm,
-		Store:     s.store,
+		Store:     s.keystore,
 		Proposer:  prop,
 		Forwarder: &forwarder{node: func() *cluster.Node { return s.node }, wait: leaderWait},
 		Admin:     cfg.Admin,

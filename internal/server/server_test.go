@@ -132,7 +132,7 @@ func TestDevNodeRestartKeepsKeysAndNoPlaintextOnDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]float64{"keyraft_cluster_is_leader": 1, "keyraft_cluster_members": 1, "keyraft_cache_keys": 3, "keyraft_keystore_offline": 0} {
+	for name, want := range map[string]float64{"keyraft_cluster_is_leader": 1, "keyraft_cluster_members": 1, "keyraft_cache_sealed_keys": 3, "keyraft_cache_unsealed_keys": 3, "keyraft_keystore_offline": 0} {
 		if got, ok := m.Samples[name]; !ok || got != want {
 			t.Errorf("metric %s = %v (present %v), want %v", name, got, ok, want)
 		}

@@ -11,6 +11,10 @@
 // (a dropped connection, a retried call) is settled by reading the real state
 // back before an error is reported.
 //
+// Store implements store.Versioned: an entry's version is the version ID of
+// the secret's AWSCURRENT version, which changes whenever a new value is put
+// (PutSecretValue, UpdateSecret, a rotation).
+//
 // Values are never logged.
 package aws
 
@@ -100,7 +104,10 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.Versioned = (*Store)(nil)
+)
 
 // Open returns a Store for cfg. It makes no AWS call: use Status to check
 // that the endpoint is reachable and the credentials are accepted, so that a

@@ -363,16 +363,16 @@ func TestDefaultHTTPClientAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.conns.mu.Lock()
-	open := len(s.conns.conns)
+	dials := s.conns.dials
 	s.conns.mu.Unlock()
-	if open == 0 {
-		t.Fatal("no tracked connection after two calls")
+	if dials == 0 { // (the emulator may already have closed them again)
+		t.Fatal("no connection was made through the tracking dialer")
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s.conns.mu.Lock()
-	open = len(s.conns.conns)
+	open := len(s.conns.conns)
 	s.conns.mu.Unlock()
 	if open != 0 {
 		t.Fatalf("%d connections still tracked after Close", open)

@@ -13,6 +13,7 @@ import (
 type connTracker struct {
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
+	dials int // connections made, for tests: a peer may close them at any time
 }
 
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -30,6 +31,7 @@ func (ct *connTracker) dialer(dial dialFunc) dialFunc {
 			ct.conns = make(map[*trackedConn]struct{})
 		}
 		ct.conns[tc] = struct{}{}
+		ct.dials++
 		ct.mu.Unlock()
 		return tc, nil
 	}

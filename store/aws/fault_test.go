@@ -307,15 +307,22 @@ func TestCreateSettledByReadBack(t *testing.T) {
 			ctx := ctxFor(t, 20*time.Second)
 
 			proxy.Inject("CreateSecret", tc.n, tc.fault)
-			err := s.Create(ctx, "k", value)
+			version, err := s.CreateVersion(ctx, "k", value)
 			checkErr(t, "Create", err, tc.wantErr)
 			if got := proxy.Calls("GetSecretValue"); got != tc.reads {
 				t.Errorf("%d GetSecretValue calls, want %d", got, tc.reads)
 			}
 			proxy.Clear()
-			got, gerr := s.Get(ctx, "k")
+			got, gotVersion, gerr := s.GetVersion(ctx, "k")
 			if tc.wantErr == nil && (gerr != nil || !bytes.Equal(got, value)) {
 				t.Errorf("Get after settled Create = %q, %v", got, gerr)
+			}
+			// A settled create reports the version its read-back saw.
+			if tc.wantErr == nil && (version == "" || version != gotVersion) {
+				t.Errorf("CreateVersion = %q, GetVersion = %q; want the same non-empty version", version, gotVersion)
+			}
+			if tc.wantErr != nil && version != "" {
+				t.Errorf("failed CreateVersion returned version %q", version)
 			}
 			if tc.wantErr != nil && !errors.Is(gerr, store.ErrNotFound) {
 				t.Errorf("Get after failed Create = %q, %v; want ErrNotFound", got, gerr)

@@ -15,6 +15,9 @@ import (
 	"github.com/keyraft/keyraft/store"
 )
 
+// stageCurrent is the staging label of a secret's current version.
+const stageCurrent = "AWSCURRENT"
+
 // Create stores value under name as a new secret: as SecretString when the
 // value is printable ASCII text (what KES writes, e.g. base64), otherwise as
 // SecretBinary; with Config.KMSKey if set.
@@ -28,13 +31,23 @@ import (
 // the secret is read back: holding exactly value means success, holding
 // another value means ErrExists.
 func (s *Store) Create(ctx context.Context, name string, value []byte) error {
+	_, err := s.CreateVersion(ctx, name, value)
+	return err
+}
+
+// CreateVersion is Create that also returns the version ID of the secret's
+// first version, as CreateSecret reported it. When the outcome had to be
+// settled by reading the secret back, it returns the version ID that read
+// reported ("" if AWS sent none). It fails exactly like Create and returns ""
+// with every error.
+func (s *Store) CreateVersion(ctx context.Context, name string, value []byte) (string, error) {
 	id, err := s.secretID(name)
 	if err != nil {
-		return err
+		return "", err
 	}
 	what := fmt.Sprintf("create %q", name)
 	if len(value) == 0 || len(value) > maxValueLen {
-		return fmt.Errorf("aws: %s: value of %d bytes, must be 1 to %d bytes", what, len(value), maxValueLen)
+		return "", fmt.Errorf("aws: %s: value of %d bytes, must be 1 to %d bytes", what, len(value), maxValueLen)
 	}
 	in := &secretsmanager.CreateSecretInput{Name: &id}
 	if isText(value) {
@@ -48,10 +61,10 @@ func (s *Store) Create(ctx context.Context, name string, value []byte) error {
 
 	if err := s.creates.Wait(ctx); err != nil {
 		if ctx.Err() != nil {
-			return wrap(ctx, what, ctx.Err())
+			return "", wrap(ctx, what, ctx.Err())
 		}
 		// The wait would outlast ctx's deadline.
-		return fmt.Errorf("aws: %s: create rate limit: %w: %w (%v)", what, store.ErrUnreachable, context.DeadlineExceeded, err)
+		return "", fmt.Errorf("aws: %s: create rate limit: %w: %w (%v)", what, store.ErrUnreachable, context.DeadlineExceeded, err)
 	}
 	callCtx, cancel := s.callContext(ctx)
 	defer cancel()
@@ -60,20 +73,20 @@ func (s *Store) Create(ctx context.Context, name string, value []byte) error {
 
 	for retry := 1; ; retry++ {
 		attempts := 0
-		_, err := s.client.CreateSecret(opCtx, in, countAttempts(&attempts))
+		out, err := s.client.CreateSecret(opCtx, in, countAttempts(&attempts))
 		switch {
 		case err == nil:
 			if attempts > 1 {
 				s.logger.Debug("create succeeded after retries", "secret", id, "attempts", attempts)
 			}
-			return nil
+			return awssdk.ToString(out.VersionId), nil
 		case errorCode(err) == codeResourceExists && attempts == 1:
-			return wrap(callCtx, what, err)
+			return "", wrap(callCtx, what, err)
 		case isDeleting(err):
 			// A force-deleted secret of the same name is still going away.
 			s.logger.Debug("secret name still scheduled for deletion, retrying create", "secret", id, "retry", retry)
 			if serr := sleep(opCtx, jitter(deletionBackoff, retry)); serr != nil {
-				return wrap(callCtx, what, fmt.Errorf("%w (the name is still scheduled for deletion: %v)", serr, err))
+				return "", wrap(callCtx, what, fmt.Errorf("%w (the name is still scheduled for deletion: %v)", serr, err))
 			}
 			continue
 		}
@@ -82,27 +95,28 @@ func (s *Store) Create(ctx context.Context, name string, value []byte) error {
 }
 
 // settleCreate decides a failed CreateSecret whose outcome may be uncertain
-// by reading the secret back.
-func (s *Store) settleCreate(ctx context.Context, what, id string, value []byte, attempts int, cause error) error {
+// by reading the secret back. On success it returns the version ID the read
+// reported.
+func (s *Store) settleCreate(ctx context.Context, what, id string, value []byte, attempts int, cause error) (string, error) {
 	// A call answered with an API error on its only attempt was rejected as
 	// a whole; a call never sent (attempts == 0) changed nothing. Without
 	// time left (or after a cancel) nothing can be checked.
 	certain := attempts == 0 || (attempts == 1 && errorCode(cause) != "")
 	if certain || ctx.Err() != nil || errors.Is(cause, context.Canceled) {
-		return wrap(ctx, what, cause)
+		return "", wrap(ctx, what, cause)
 	}
-	got, err := s.getValue(ctx, id)
+	got, version, err := s.getValue(ctx, id)
 	if err != nil {
 		s.logger.Debug("create outcome unknown, re-check failed", "secret", id, "error", cause, "recheck_error", err)
-		return wrap(ctx, what, cause)
+		return "", wrap(ctx, what, cause)
 	}
 	defer clear(got)
 	if subtle.ConstantTimeCompare(got, value) == 1 {
 		s.logger.Info("create confirmed by reading the secret back after an error",
 			"secret", id, "attempts", attempts, "error", cause)
-		return nil
+		return version, nil
 	}
-	return fmt.Errorf("aws: %s: %w", what, store.ErrExists)
+	return "", fmt.Errorf("aws: %s: %w", what, store.ErrExists)
 }
 
 // isText reports whether v is printable ASCII (plus tab, CR, LF): safe to
@@ -123,33 +137,42 @@ func isText(v []byte) bool {
 // scheduled for deletion; a wrapped ErrUnreachable when AWS cannot be reached
 // or the deadline passes; any other AWS error as a plain error.
 func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
+	value, _, err := s.GetVersion(ctx, name)
+	return value, err
+}
+
+// GetVersion is Get that also returns the version ID of the value it read
+// (the AWSCURRENT version), from the same GetSecretValue answer ("" if AWS
+// sent none). It fails exactly like Get and returns "" with every error.
+func (s *Store) GetVersion(ctx context.Context, name string) ([]byte, string, error) {
 	id, err := s.secretID(name)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	callCtx, cancel := s.callContext(ctx)
 	defer cancel()
-	v, err := s.getValue(callCtx, id)
+	v, version, err := s.getValue(callCtx, id)
 	if err != nil {
-		return nil, wrap(callCtx, fmt.Sprintf("get %q", name), err)
+		return nil, "", wrap(callCtx, fmt.Sprintf("get %q", name), err)
 	}
-	return v, nil
+	return v, version, nil
 }
 
-// getValue reads a secret's current value with one GetSecretValue call.
-func (s *Store) getValue(ctx context.Context, id string) ([]byte, error) {
+// getValue reads a secret's current value and its version ID with one
+// GetSecretValue call.
+func (s *Store) getValue(ctx context.Context, id string) ([]byte, string, error) {
 	out, err := s.client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &id})
 	switch {
 	case err != nil && isDeleting(err):
-		return nil, fmt.Errorf("%w (%v)", store.ErrNotFound, err)
+		return nil, "", fmt.Errorf("%w (%v)", store.ErrNotFound, err)
 	case err != nil:
-		return nil, err
+		return nil, "", err
 	case out.SecretString != nil:
-		return []byte(*out.SecretString), nil
+		return []byte(*out.SecretString), awssdk.ToString(out.VersionId), nil
 	case out.SecretBinary != nil:
-		return out.SecretBinary, nil
+		return out.SecretBinary, awssdk.ToString(out.VersionId), nil
 	default:
-		return nil, errors.New("the secret has neither SecretString nor SecretBinary")
+		return nil, "", errors.New("the secret has neither SecretString nor SecretBinary")
 	}
 }
 
@@ -227,12 +250,30 @@ func (s *Store) exists(ctx context.Context, id string) (bool, error) {
 // Errors: a wrapped ErrUnreachable when AWS cannot be reached or the deadline
 // passes; any other AWS error as a plain error.
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	entries, err := s.ListVersions(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name
+	}
+	return names, nil
+}
+
+// ListVersions is List that also returns each secret's current version: the
+// version ID that ListSecrets reports with the stage AWSCURRENT ("" if none
+// has it). A secret listed twice (pages overlap when secrets change while
+// List pages) appears once, with the version from its last listing. It
+// makes the same calls as List and fails exactly like it.
+func (s *Store) ListVersions(ctx context.Context, prefix string) ([]store.Entry, error) {
 	callCtx, cancel := s.callContext(ctx)
 	defer cancel()
 	pages := secretsmanager.NewListSecretsPaginator(s.client,
 		&secretsmanager.ListSecretsInput{MaxResults: awssdk.Int32(100)},
 		func(o *secretsmanager.ListSecretsPaginatorOptions) { o.StopOnDuplicateToken = true })
-	names := []string{}
+	entries := []store.Entry{}
+	seen := make(map[string]int) // name -> index in entries
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(callCtx)
 		if err != nil {
@@ -243,14 +284,31 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 				continue
 			}
 			n, ok := strings.CutPrefix(*e.Name, s.prefix)
-			if ok && n != "" && strings.HasPrefix(n, prefix) {
-				names = append(names, n)
+			if !ok || n == "" || !strings.HasPrefix(n, prefix) {
+				continue
 			}
+			version := currentVersion(e.SecretVersionsToStages)
+			if i, dup := seen[n]; dup {
+				entries[i].Version = version
+				continue
+			}
+			seen[n] = len(entries)
+			entries = append(entries, store.Entry{Name: n, Version: version})
 		}
 	}
-	slices.Sort(names)
-	// Pages can overlap when secrets change while we page.
-	return slices.Compact(names), nil
+	slices.SortFunc(entries, func(a, b store.Entry) int { return strings.Compare(a.Name, b.Name) })
+	return entries, nil
+}
+
+// currentVersion returns the version ID whose stages include AWSCURRENT, or
+// "" if there is none.
+func currentVersion(versionsToStages map[string][]string) string {
+	for id, stages := range versionsToStages {
+		if slices.Contains(stages, stageCurrent) {
+			return id
+		}
+	}
+	return ""
 }
 
 // Status makes one ListSecrets call (MaxResults 1, at most one retry), the

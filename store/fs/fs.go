@@ -12,6 +12,16 @@
 // Names may contain '.' (Keyraft's reserved and namespaced entries do, which
 // keeps them apart from KES key names) but never start with '.', and never
 // contain '/', '\' or NUL.
+//
+// Store implements store.Versioned. An entry's version is made of its file's
+// modification time (in nanoseconds), inode number and size, formatted as
+// "<mtime>-<inode>-<size>" in decimal. An operator who replaces a file (a new
+// file renamed over it, a new inode) or rewrites it in place (a new
+// modification time, or size) changes the version. The modification time
+// has the filesystem's granularity (on Linux often a few milliseconds, on
+// some filesystems seconds): a same-size rewrite in place within one tick of
+// the previous write keeps the version. Platforms without inode numbers
+// use 0.
 package fs
 
 import (
@@ -24,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -49,7 +60,10 @@ type Store struct {
 	closed atomic.Bool
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.Versioned = (*Store)(nil)
+)
 
 // Open returns a Store for dir, creating dir (mode 0700, with parents) if it
 // does not exist; an existing directory keeps its mode. It removes temporary
@@ -156,38 +170,67 @@ func (s *Store) notFound(op, name string) error {
 // linked, nothing changed; if only the final directory fsync fails, the
 // entry exists and Create returns the error.
 func (s *Store) Create(ctx context.Context, name string, value []byte) error {
+	_, err := s.CreateVersion(ctx, name, value)
+	return err
+}
+
+// CreateVersion is Create that also returns the version of the file it
+// created, taken from a stat of the new file (through its temporary name,
+// which no one else uses). It fails exactly like Create and returns "" with
+// every error. If the new file cannot be stated (it exists, so the create
+// succeeded) it returns "" and no error.
+func (s *Store) CreateVersion(ctx context.Context, name string, value []byte) (string, error) {
 	if err := s.begin(ctx); err != nil {
-		return err
+		return "", err
 	}
 	if err := validName(name); err != nil {
-		return err
+		return "", err
 	}
 	tmp, err := os.CreateTemp(s.dir, tempPrefix+"*")
 	if err != nil {
-		return s.ioError("create", name, err)
+		return "", s.ioError("create", name, err)
 	}
 	tmpName := tmp.Name()
 	defer os.Remove(tmpName) // no-op once removed below
 
 	if err := writeSync(tmp, value); err != nil {
-		return s.ioError("create", name, err)
+		return "", s.ioError("create", name, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("fs: %w", err)
+		return "", fmt.Errorf("fs: %w", err)
 	}
 	if err := os.Link(tmpName, filepath.Join(s.dir, name)); err != nil {
 		if errors.Is(err, iofs.ErrExist) {
-			return fmt.Errorf("fs: create %q: %w", name, store.ErrExists)
+			return "", fmt.Errorf("fs: create %q: %w", name, store.ErrExists)
 		}
-		return s.ioError("create", name, err)
+		return "", s.ioError("create", name, err)
+	}
+	// The temporary name is still a link to the new file, and ours alone:
+	// unlike the entry's name, no one can have replaced it yet. Linking
+	// changes neither the modification time nor the inode.
+	var version string
+	if fi, err := os.Stat(tmpName); err == nil {
+		version = fileVersion(fi)
 	}
 	if err := os.Remove(tmpName); err != nil && !errors.Is(err, iofs.ErrNotExist) {
-		return s.ioError("create", name, err)
+		return "", s.ioError("create", name, err)
 	}
 	if err := syncDir(s.dir); err != nil {
-		return s.ioError("create", name, err)
+		return "", s.ioError("create", name, err)
 	}
-	return nil
+	return version, nil
+}
+
+// fileVersion returns the version of the file fi describes:
+// "<mtime ns>-<inode>-<size>".
+func fileVersion(fi iofs.FileInfo) string {
+	b := make([]byte, 0, 64)
+	b = strconv.AppendInt(b, fi.ModTime().UnixNano(), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, inode(fi), 10)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, fi.Size(), 10)
+	return string(b)
 }
 
 // writeSync writes value to f, flushes it to stable storage and closes f.
@@ -221,35 +264,62 @@ func syncDir(dir string) error {
 // ctx.Err() if ctx is done, store.ErrUnreachable if the directory is gone or
 // the Store is closed, or the filesystem error.
 func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
+	value, _, err := s.GetVersion(ctx, name)
+	return value, err
+}
+
+// readAttempts is how often GetVersion reads a file that changes while it is
+// being read before it settles for the last read.
+const readAttempts = 3
+
+// GetVersion is Get that also returns the version of the file it read,
+// taken with fstat from the descriptor it read through, before reading. If
+// the file changes while it is read (a rewrite in place), GetVersion reads
+// it again, up to readAttempts times in all; if it never holds still, the
+// last read is returned with the version from before that read, so a later
+// ListVersions reports a different version and the caller reloads. It fails
+// exactly like Get and returns "" with every error.
+func (s *Store) GetVersion(ctx context.Context, name string) ([]byte, string, error) {
 	if err := s.begin(ctx); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := validName(name); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	f, err := os.Open(filepath.Join(s.dir, name))
 	if errors.Is(err, iofs.ErrNotExist) {
-		return nil, s.notFound("get", name)
+		return nil, "", s.notFound("get", name)
 	}
 	if err != nil {
-		return nil, s.ioError("get", name, err)
+		return nil, "", s.ioError("get", name, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, s.ioError("get", name, err)
+		return nil, "", s.ioError("get", name, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("fs: get %q: not a regular file: %w", name, store.ErrNotFound)
+		return nil, "", fmt.Errorf("fs: get %q: not a regular file: %w", name, store.ErrNotFound)
 	}
-	// Entries are write-once, so the size is final; the spare capacity lets
-	// ReadFrom see EOF without growing the buffer.
-	var buf bytes.Buffer
-	buf.Grow(int(fi.Size()) + bytes.MinRead)
-	if _, err := buf.ReadFrom(f); err != nil {
-		return nil, s.ioError("get", name, err)
+	for attempt := 1; ; attempt++ {
+		version := fileVersion(fi)
+		// The spare capacity lets ReadFrom see EOF without growing the
+		// buffer when the size is still the one fi reports.
+		var buf bytes.Buffer
+		buf.Grow(int(fi.Size()) + bytes.MinRead)
+		if _, err := buf.ReadFrom(f); err != nil {
+			return nil, "", s.ioError("get", name, err)
+		}
+		if fi, err = f.Stat(); err != nil {
+			return nil, "", s.ioError("get", name, err)
+		}
+		if fileVersion(fi) == version || attempt == readAttempts {
+			return buf.Bytes(), version, nil
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, "", s.ioError("get", name, err)
+		}
 	}
-	return buf.Bytes(), nil
 }
 
 // Delete removes the file named name. It returns an error wrapping
@@ -299,6 +369,28 @@ const listBatch = 1024
 // directory), store.ErrUnreachable if the directory is gone, unreadable or
 // the Store is closed.
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	entries, err := s.list(ctx, prefix, false)
+	if err != nil || len(entries) == 0 {
+		return nil, err
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name
+	}
+	return names, nil
+}
+
+// ListVersions is List that also returns every entry's version, from a stat
+// of the file its name leads to (following a symbolic link, as GetVersion
+// does), sorted by name. An entry removed between reading the directory and
+// the stat is left out. It fails like List, and also with the filesystem
+// error if an entry cannot be stated for another reason.
+func (s *Store) ListVersions(ctx context.Context, prefix string) ([]store.Entry, error) {
+	return s.list(ctx, prefix, true)
+}
+
+// list implements List and, with versions set, ListVersions.
+func (s *Store) list(ctx context.Context, prefix string, versions bool) ([]store.Entry, error) {
 	if err := s.begin(ctx); err != nil {
 		return nil, err
 	}
@@ -308,13 +400,28 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	}
 	defer d.Close()
 
-	var names []string
+	var out []store.Entry
 	for {
 		entries, err := d.ReadDir(listBatch)
 		for _, e := range entries {
-			if s.isEntry(e) && strings.HasPrefix(e.Name(), prefix) {
-				names = append(names, e.Name())
+			if !s.isEntry(e) || !strings.HasPrefix(e.Name(), prefix) {
+				continue
 			}
+			entry := store.Entry{Name: e.Name()}
+			if versions {
+				fi, err := os.Stat(filepath.Join(s.dir, e.Name()))
+				if errors.Is(err, iofs.ErrNotExist) {
+					continue // deleted since ReadDir
+				}
+				if err != nil {
+					return nil, s.ioError("list", prefix, err)
+				}
+				if !fi.Mode().IsRegular() {
+					continue // replaced by a non-entry since ReadDir
+				}
+				entry.Version = fileVersion(fi)
+			}
+			out = append(out, entry)
 		}
 		if errors.Is(err, io.EOF) {
 			break
@@ -326,8 +433,8 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 			return nil, fmt.Errorf("fs: %w", err)
 		}
 	}
-	slices.Sort(names)
-	return names, nil
+	slices.SortFunc(out, func(a, b store.Entry) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // isEntry reports whether a directory entry is a stored entry.

@@ -3,12 +3,17 @@
 // keystore, inject per-call failures or delays, and count calls per method,
 // so that a test can assert, for example, that the hot path makes no
 // keystore calls at all.
+//
+// Store implements store.Versioned: every value stored (by Create or by the
+// test helper Replace) gets a new version, a decimal number drawn from a
+// counter shared by all Stores, so no two values ever share a version.
 package mem
 
 import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +55,8 @@ func (o Op) String() string {
 
 // Calls counts Store method invocations. A call is counted when it is made,
 // whatever its outcome (including a cancelled context or an injected failure).
+// The store.Versioned methods count as the methods they extend:
+// CreateVersion as Create, GetVersion as Get, ListVersions as List.
 type Calls struct {
 	Create, Get, Delete, List, Status int
 }
@@ -57,7 +64,8 @@ type Calls struct {
 // Total returns the number of calls of all methods.
 func (c Calls) Total() int { return c.Create + c.Get + c.Delete + c.List + c.Status }
 
-// Hook is called at the start of every counted Store method, after the
+// Hook is called at the start of every counted Store method (the
+// store.Versioned methods pass the Op they are counted as), after the
 // context check, with the method and the entry name ("" for Status; the
 // prefix for List). A non-nil error fails the call: the Store returns it
 // wrapped, so errors.Is sees it (return store.ErrUnreachable to simulate an
@@ -75,15 +83,34 @@ type Store struct {
 	hook        atomic.Pointer[Hook]
 
 	mu      sync.RWMutex
-	entries map[string][]byte
+	entries map[string]*entry
 	closed  bool
 }
 
-var _ store.Store = (*Store)(nil)
+// entry is one stored value and its version.
+type entry struct {
+	value   []byte
+	version string
+}
+
+// versions numbers every value stored by any Store.
+var versions atomic.Uint64
+
+// newEntry returns an entry holding a copy of value under a new version.
+func newEntry(value []byte) *entry {
+	v := make([]byte, len(value)) // never nil, even for a nil value
+	copy(v, value)
+	return &entry{value: v, version: strconv.FormatUint(versions.Add(1), 10)}
+}
+
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.Versioned = (*Store)(nil)
+)
 
 // New returns an empty, reachable Store.
 func New() *Store {
-	return &Store{entries: make(map[string][]byte)}
+	return &Store{entries: make(map[string]*entry)}
 }
 
 // SetUnreachable makes every subsequent call (until SetUnreachable(false))
@@ -127,6 +154,23 @@ func (s *Store) Len() int {
 	return len(s.entries)
 }
 
+// Replace stores a copy of value under name with a new version, replacing
+// (and zeroing) the previous value, as an operator replacing a key behind
+// the cluster's back would; if name does not exist, Replace creates it. It
+// is a test helper: it is not counted, runs no hook, ignores SetUnreachable
+// and never fails. After Close it does nothing.
+func (s *Store) Replace(name string, value []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if old, ok := s.entries[name]; ok {
+		clear(old.value)
+	}
+	s.entries[name] = newEntry(value)
+}
+
 // enter counts the call and applies the context, outage and hook checks
 // shared by every method. It returns a non-nil error if the call must fail.
 func (s *Store) enter(ctx context.Context, op Op, name string) error {
@@ -160,46 +204,60 @@ func invalidName(op Op, name string) error {
 // store.ErrUnreachable if the store is closed or set unreachable, ctx.Err()
 // if ctx is done, or the hook's error.
 func (s *Store) Create(ctx context.Context, name string, value []byte) error {
+	_, err := s.CreateVersion(ctx, name, value)
+	return err
+}
+
+// CreateVersion is Create that also returns the new value's version. It is
+// counted and hooked as Create, fails exactly like it and returns "" with
+// every error.
+func (s *Store) CreateVersion(ctx context.Context, name string, value []byte) (string, error) {
 	if err := s.enter(ctx, OpCreate, name); err != nil {
-		return err
+		return "", err
 	}
 	if err := invalidName(OpCreate, name); err != nil {
-		return err
+		return "", err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errClosed
+		return "", errClosed
 	}
 	if _, ok := s.entries[name]; ok {
-		return fmt.Errorf("mem: Create %q: %w", name, store.ErrExists)
+		return "", fmt.Errorf("mem: Create %q: %w", name, store.ErrExists)
 	}
-	v := make([]byte, len(value))
-	copy(v, value)
-	s.entries[name] = v
-	return nil
+	e := newEntry(value)
+	s.entries[name] = e
+	return e.version, nil
 }
 
 // Get returns a copy of the value stored under name. It returns an error
 // wrapping store.ErrNotFound if name does not exist, store.ErrInvalidName if
 // name is empty, and otherwise fails like Create.
 func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
+	value, _, err := s.GetVersion(ctx, name)
+	return value, err
+}
+
+// GetVersion is Get that also returns the value's version. It is counted
+// and hooked as Get, fails exactly like it and returns "" with every error.
+func (s *Store) GetVersion(ctx context.Context, name string) ([]byte, string, error) {
 	if err := s.enter(ctx, OpGet, name); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := invalidName(OpGet, name); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, errClosed
+		return nil, "", errClosed
 	}
-	v, ok := s.entries[name]
+	e, ok := s.entries[name]
 	if !ok {
-		return nil, fmt.Errorf("mem: Get %q: %w", name, store.ErrNotFound)
+		return nil, "", fmt.Errorf("mem: Get %q: %w", name, store.ErrNotFound)
 	}
-	return slices.Clone(v), nil
+	return slices.Clone(e.value), e.version, nil
 }
 
 // Delete removes name and zeroes its stored value. It returns an error
@@ -217,11 +275,11 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if s.closed {
 		return errClosed
 	}
-	v, ok := s.entries[name]
+	e, ok := s.entries[name]
 	if !ok {
 		return fmt.Errorf("mem: Delete %q: %w", name, store.ErrNotFound)
 	}
-	clear(v)
+	clear(e.value)
 	delete(s.entries, name)
 	return nil
 }
@@ -229,6 +287,20 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 // List returns the names starting with prefix, sorted ascending; an empty
 // prefix lists all. It fails like Create, never with ErrInvalidName.
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	entries, err := s.ListVersions(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name
+	}
+	return names, nil
+}
+
+// ListVersions is List that also returns every entry's version, sorted by
+// name. It is counted and hooked as List and fails exactly like it.
+func (s *Store) ListVersions(ctx context.Context, prefix string) ([]store.Entry, error) {
 	if err := s.enter(ctx, OpList, prefix); err != nil {
 		return nil, err
 	}
@@ -237,14 +309,14 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	if s.closed {
 		return nil, errClosed
 	}
-	names := make([]string, 0, len(s.entries))
-	for n := range s.entries {
+	out := make([]store.Entry, 0, len(s.entries))
+	for n, e := range s.entries {
 		if strings.HasPrefix(n, prefix) {
-			names = append(names, n)
+			out = append(out, store.Entry{Name: n, Version: e.version})
 		}
 	}
-	slices.Sort(names)
-	return names, nil
+	slices.SortFunc(out, func(a, b store.Entry) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // Status reports the store reachable with the time the check took. It fails
@@ -268,8 +340,8 @@ func (s *Store) Status(ctx context.Context) (store.State, error) {
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, v := range s.entries {
-		clear(v)
+	for _, e := range s.entries {
+		clear(e.value)
 	}
 	s.entries = nil
 	s.closed = true

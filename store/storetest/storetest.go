@@ -8,6 +8,14 @@
 // The suite tolerates a shared, non-empty backend (for example one AWS account
 // or emulator): every subtest writes only names under its own random prefix,
 // deletes them again when it ends, and never assumes the store is empty.
+//
+// A store that implements store.Versioned must also pass the version
+// subtests (they are skipped for other stores): the version CreateVersion
+// returns is the one GetVersion and ListVersions report, versions are never
+// empty, an entry's version changes with no operation on another name, and
+// ListVersions lists exactly the names List lists. That a version changes
+// when a value is replaced behind the store's back is backend specific and
+// left to each backend's own tests.
 package storetest
 
 import (
@@ -77,6 +85,10 @@ func RunWith(t *testing.T, newStore func(t *testing.T) store.Store, opts Options
 		{"ConcurrentCreateDistinctNames", testConcurrentCreateDistinct},
 		{"Status", testStatus},
 		{"CancelledContext", testCancelledContext},
+		{"Versions", testVersions},
+		{"VersionsIndependent", testVersionsIndependent},
+		{"VersionsListMatchesList", testVersionsListMatchesList},
+		{"VersionsHelpers", testVersionsHelpers},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -487,6 +499,15 @@ func testCancelledContext(t *testing.T, h *harness) {
 	wantCtxErr(t, "List", err)
 	_, err = h.s.Status(ctx)
 	wantCtxErr(t, "Status", err)
+
+	if v, ok := h.s.(store.Versioned); ok {
+		_, err = v.CreateVersion(ctx, fresh, []byte("v"))
+		wantCtxErr(t, "CreateVersion", err)
+		_, _, err = v.GetVersion(ctx, existing)
+		wantCtxErr(t, "GetVersion", err)
+		_, err = v.ListVersions(ctx, h.prefix)
+		wantCtxErr(t, "ListVersions", err)
+	}
 
 	// The cancelled calls changed nothing.
 	h.wantNotFound(t, fresh)
