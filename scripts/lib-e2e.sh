@@ -249,3 +249,91 @@ e2e_exit() {
 	fi
 	exit "$rc"
 }
+
+# ---------------------------------------------------------------------------
+# Helpers added for scripts/e2e-minio-outage.sh (usable by any script).
+
+# Known-good MinIO and mc module versions (the ones e2e-minio.sh pins; see
+# its header): the fallback when @latest does not build.
+E2E_MINIO_PINNED=v0.0.0-20260212201848-7aac2a2c5b7c
+E2E_MC_PINNED=v0.0.0-20250313080218-cf909e1063a9
+
+# e2e_bin_dir: prints where `go install` puts binaries ($GOBIN, else the
+# first $GOPATH entry's bin).
+e2e_bin_dir() {
+	local dir
+	dir=$(go env GOBIN)
+	if [ -z "$dir" ]; then
+		dir=$(go env GOPATH)
+		dir="${dir%%:*}/bin"
+	fi
+	echo "$dir"
+}
+
+# e2e_go_install <bin dir> <binary> <package> <version> [<fallback version>]:
+# go install <package>@<version> (else @<fallback>) into <bin dir> unless
+# <bin dir>/<binary> already runs (`<binary> --help`). CGO is off. Says what
+# it did in $E2E_INSTALLED. Extra environment for `go install` (e.g.
+# GONOSUMDB, GOFLAGS) is taken from $E2E_GO_INSTALL_ENV (an array).
+e2e_go_install() {
+	local dir=$1 name=$2 pkg=$3 version=$4 fallback=${5:-} t0
+	if [ -x "$dir/$name" ] && "$dir/$name" --help >/dev/null 2>&1; then
+		E2E_INSTALLED="$dir/$name was already installed"
+		return 0
+	fi
+	mkdir -p "$dir"
+	t0=$(e2e_now_ms)
+	if ! (cd "$E2E_WORK" && env "${E2E_GO_INSTALL_ENV[@]}" GOBIN="$dir" CGO_ENABLED=0 go install "$pkg@$version"); then
+		[ -n "$fallback" ] && [ "$version" != "$fallback" ] || return 1
+		echo "go install $pkg@$version failed; trying @$fallback"
+		version=$fallback
+		(cd "$E2E_WORK" && env "${E2E_GO_INSTALL_ENV[@]}" GOBIN="$dir" CGO_ENABLED=0 go install "$pkg@$version") || return 1
+	fi
+	E2E_INSTALLED="go install $pkg@$version into $dir took $(e2e_secs $(($(e2e_now_ms) - t0)))s"
+}
+E2E_GO_INSTALL_ENV=()
+
+# e2e_http_ok <port> <path>: succeeds if GET http://127.0.0.1:<port><path>
+# answers 200 (bash's /dev/tcp: no curl needed).
+e2e_http_ok() {
+	# shellcheck disable=SC2016 # $1 and $2 belong to the inner bash
+	timeout 5 bash -c '{ printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$2" >&3; head -n 1 <&3; } 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" "$2" 2>/dev/null |
+		grep -q '^HTTP/1\.[01] 200'
+}
+
+# e2e_kumo_ok <port>: the kumo AWS emulator on 127.0.0.1:<port> answers an
+# unsigned Secrets Manager ListSecrets call with 200 (what awstest.Ping
+# sends), within 2 s.
+e2e_kumo_ok() {
+	# shellcheck disable=SC2016 # $1 belongs to the inner bash
+	timeout 2 bash -c 'body="{\"MaxResults\":1}"
+		{ printf "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: secretsmanager.ListSecrets\r\nContent-Length: %d\r\n\r\n%s" "${#body}" "$body" >&3
+		  head -n 1 <&3; } 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null |
+		grep -q '^HTTP/1\.[01] 200'
+}
+
+# e2e_keyraft_formed <server URL> <voters>: `keyraft cluster status` on that
+# node reports <voters> voters, a leader and no member errors (keyraft must
+# be on $PATH, with KES_API_KEY/KES_CLIENT_* and MINIO_KMS_KES_CAPATH set).
+e2e_keyraft_formed() {
+	local st
+	st=$(keyraft cluster status --json --server "$1") || return 1
+	[ "$(grep -o '"voter":true' <<<"$st" | wc -l)" -eq "$2" ] &&
+		grep -q '"leader":"[^"]' <<<"$st" && ! grep -q '"error"' <<<"$st"
+}
+
+# e2e_start_fn <name> <function> [args...]: runs a shell function of the
+# script in a background subshell (stdin /dev/null, output appended to
+# $E2E_WORK/logs/<name>.log) and tracks the subshell's PID under <name> like
+# e2e_start, so e2e_stop and the EXIT trap stop it. The function should
+# bound its own child commands in time (timeout): a child running when the
+# subshell is stopped finishes on its own.
+e2e_start_fn() {
+	local name=$1
+	shift
+	local log="$E2E_WORK/logs/$name.log"
+	echo "---- start (function): $*" >>"$log"
+	("$@") >>"$log" 2>&1 </dev/null &
+	E2E_PID[$name]=$!
+	E2E_LOG[$name]=$log
+}

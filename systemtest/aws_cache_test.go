@@ -36,7 +36,7 @@ func TestAWSSealedCacheOutlivesUnused(t *testing.T) {
 	cl := node.client(t)
 	assoc := []byte("bucket/object")
 	cts := map[string][]byte{}
-	b.proxy.ResetCalls() // bootstrapping read the seal entry
+	b.proxy.ResetCalls()         // bootstrapping read the seal entry
 	for _, name := range names { // the first use loads each key once
 		dek, err := cl.GenerateKey(bg, name, assoc)
 		if err != nil {
