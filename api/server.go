@@ -54,12 +54,13 @@ type Config struct {
 	// that many Servers can coexist in one process.
 	Registry *prometheus.Registry
 	// Fence, if set, is asked before every request (after the route and
-	// method checks) whether this node may serve at all; a non-nil error,
-	// normally a 503 kes.Error, is the answer. /version, /v1/metrics and
+	// method checks) whether this node may serve the route (its path
+	// pattern, e.g. "/v1/key/decrypt/"); a non-nil error, normally a 503
+	// kes.Error, is the answer. /version, /v1/metrics and
 	// /v1/cluster/status are always served, so that a fenced node can be
 	// diagnosed. It is called on every request, so it must be cheap (an
 	// atomic load) and safe for concurrent use.
-	Fence func() error
+	Fence func(route string) error
 	// MaxRequestsPerIdentity, if positive, caps the requests one client
 	// identity may have in progress at a time; a request beyond it is
 	// answered 429 "too many requests" before its body is read. Requests
@@ -82,7 +83,7 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *metrics
 	promHTTP http.Handler
-	fence    func() error
+	fence    func(route string) error
 	limiter  *identityLimiter
 
 	auditMu     sync.Mutex
@@ -285,7 +286,7 @@ func (s *Server) serve(w http.ResponseWriter, raw http.ResponseWriter, req *requ
 		return
 	}
 	if s.fence != nil && !unfenced(rt.path) {
-		if err := s.fence(); err != nil {
+		if err := s.fence(rt.path); err != nil {
 			s.fail(w, req, err)
 			return
 		}

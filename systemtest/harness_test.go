@@ -37,6 +37,7 @@ type testCluster struct {
 
 	snapshotThreshold uint64
 	isolation         time.Duration // cluster.isolation_timeout; 0: default
+	offline           time.Duration // cache.expiry.offline of every node
 	logDone           atomic.Bool
 }
 
@@ -112,7 +113,7 @@ func (c *testCluster) config(id, certName string, join []string) *config.Config 
 		Admin:    c.admin.Identity(),
 		TLS:      config.TLS{Cert: nc.certFile, Key: nc.keyFile},
 		Policies: c.policies,
-		Cache:    config.Cache{Any: 5 * time.Minute, Unused: time.Hour},
+		Cache:    config.Cache{Any: 5 * time.Minute, Unused: time.Hour, Offline: c.offline},
 		Keystore: config.Keystore{FS: &config.FS{Path: c.keystore}},
 		Cluster: config.Cluster{
 			NodeID:    id,

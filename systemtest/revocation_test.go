@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyraft/keyraft/api/client"
 	"github.com/keyraft/keyraft/internal/kes"
 	"github.com/keyraft/keyraft/internal/server"
 	"github.com/keyraft/keyraft/internal/testutil"
@@ -190,12 +191,16 @@ func TestRemovalRevokesAtOnce(t *testing.T) {
 }
 
 // TestCutOffNodeStopsServing: a follower that hears no leader for
-// cluster.isolation_timeout answers 503 and reports not ready; reconnected,
-// it serves again.
+// cluster.isolation_timeout stops generating (503, not ready) but keeps
+// decrypting until cache.expiry.offline, then answers 503 to everything;
+// reconnected, it serves again.
 func TestCutOffNodeStopsServing(t *testing.T) {
-	const isolation = 2 * time.Second
+	const (
+		isolation = 2 * time.Second
+		offline   = 4 * time.Second
+	)
 	c := newTestCluster(t, "n1", "n2", "n3")
-	c.isolation = isolation
+	c.isolation, c.offline = isolation, offline
 	c.start("n1")
 	join := "https://" + c.nodes["n1"].apiAddr
 	c.start("n2", join)
@@ -210,10 +215,23 @@ func TestCutOffNodeStopsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	fc := c.client(follower)
+	var dek client.DEK
 	testutil.Eventually(t, 5*time.Second, "follower serves k", func() bool {
-		_, err := fc.GenerateKey(ctx, "k", nil)
+		var err error
+		dek, err = fc.GenerateKey(ctx, "k", nil)
 		return err == nil
 	})
+	is503 := func(err error) bool {
+		var ke kes.Error
+		return errors.As(err, &ke) && ke.Code == http.StatusServiceUnavailable
+	}
+	metric := func(name string) float64 {
+		m, err := fc.Metrics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Value(name)
+	}
 
 	c.nodes[follower].sw.Cut()
 	cut := time.Now()
@@ -221,24 +239,37 @@ func TestCutOffNodeStopsServing(t *testing.T) {
 	if _, err := fc.GenerateKey(ctx, "k", nil); err != nil && time.Since(cut) < isolation {
 		t.Fatalf("cut-off node failed within the isolation timeout: %v", err)
 	}
-	var fenced time.Duration
-	testutil.Eventually(t, isolation+5*time.Second, "cut-off node answers 503", func() bool {
+	var genStopped, decStopped time.Duration
+	testutil.Eventually(t, isolation+5*time.Second, "cut-off node refuses generate", func() bool {
 		_, err := fc.GenerateKey(ctx, "k", nil)
-		var ke kes.Error
-		if errors.As(err, &ke) && ke.Code == http.StatusServiceUnavailable {
-			fenced = time.Since(cut)
-			return true
-		}
-		return false
+		genStopped = time.Since(cut)
+		return is503(err)
 	})
-	if fenced < isolation {
-		t.Fatalf("fenced after %v, before the isolation timeout %v", fenced, isolation)
+	if genStopped < isolation {
+		t.Fatalf("generate refused after %v, before the isolation timeout %v", genStopped, isolation)
 	}
-	var ke kes.Error
-	if err := fc.Ready(ctx); !errors.As(err, &ke) || ke.Code != http.StatusServiceUnavailable {
+	if err := fc.Ready(ctx); !is503(err) {
 		t.Fatalf("cut-off node's ready = %v, want 503", err)
 	}
-	t.Logf("cut-off node stopped serving %v after the cut (isolation timeout %v)", fenced.Round(time.Millisecond), isolation)
+	if _, err := fc.Decrypt(ctx, "k", dek.Ciphertext, nil); err != nil && time.Since(cut) < offline {
+		t.Fatalf("decrypt refused %v after the cut, before cache.expiry.offline %v: %v", time.Since(cut), offline, err)
+	}
+	if got := metric("keyraft_node_decrypt_only"); got != 1 && time.Since(cut) < offline {
+		t.Fatalf("keyraft_node_decrypt_only = %v while only decrypts are served", got)
+	}
+	testutil.Eventually(t, offline+5*time.Second, "cut-off node refuses decrypt", func() bool {
+		_, err := fc.Decrypt(ctx, "k", dek.Ciphertext, nil)
+		decStopped = time.Since(cut)
+		return is503(err)
+	})
+	if decStopped < offline {
+		t.Fatalf("decrypt refused after %v, before cache.expiry.offline %v", decStopped, offline)
+	}
+	if got := metric("keyraft_node_fenced"); got != 1 {
+		t.Fatalf("keyraft_node_fenced = %v after the offline bound", got)
+	}
+	t.Logf("cut-off node: generate refused %v, decrypt refused %v after the cut (isolation_timeout %v, offline %v)",
+		genStopped.Round(time.Millisecond), decStopped.Round(time.Millisecond), isolation, offline)
 
 	c.nodes[follower].sw.Heal()
 	testutil.Eventually(t, 15*time.Second, "reconnected node serves again", func() bool {

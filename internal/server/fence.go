@@ -21,6 +21,16 @@ var (
 	errIsolated    = kes.Error{Code: http.StatusServiceUnavailable, Message: "node has no contact with the cluster leader: try another node"}
 )
 
+// decryptRoutes are the routes a node cut off from its leader keeps
+// serving after cluster.isolation_timeout, until max(isolation_timeout,
+// cache.expiry.offline): they create nothing new under a key. generate
+// and encrypt stop at isolation_timeout, because data encrypted under a
+// key the rest of the cluster may have deleted in the meantime would be
+// lost with it.
+func decryptRoute(route string) bool {
+	return route == "/v1/key/decrypt/" || route == "/v1/key/bulk/decrypt/"
+}
+
 // removedMarker is the file, in the data directory, that a node writes
 // when the leader tells it that it was removed. A node refuses to start
 // while it exists: its state is frozen at its removal.
@@ -58,12 +68,17 @@ func (s *Server) trust(id string) {
 	}
 }
 
-// fence answers every API request while the node must not serve: it was
-// removed from the cluster, or it has heard no leader for longer than
-// cluster.isolation_timeout. It is an atomic load.
-func (s *Server) fence() error {
+// fence answers an API request the node must not serve: every request
+// when it was removed from the cluster or has heard no leader for longer
+// than max(cluster.isolation_timeout, cache.expiry.offline); every
+// request but decrypts once it has heard no leader for longer than
+// cluster.isolation_timeout. Two atomic loads.
+func (s *Server) fence(route string) error {
 	if e := s.fenced.Load(); e != nil {
 		return *e
+	}
+	if s.decryptOnly.Load() && !decryptRoute(route) {
+		return errIsolated
 	}
 	return nil
 }
@@ -71,6 +86,7 @@ func (s *Server) fence() error {
 // checkFence recomputes the fence and reports whether it changed.
 func (s *Server) checkFence() {
 	var next *kes.Error
+	decryptOnly := false
 	switch {
 	case s.removedSelf.Load() || s.fsm.Removed(s.cfg.Cluster.NodeID) || !s.node.InConfiguration():
 		next = &errRemovedNode
@@ -79,8 +95,18 @@ func (s *Server) checkFence() {
 		if last.IsZero() || last.Before(s.serving) {
 			last = s.serving
 		}
-		if time.Since(last) > s.isolationTimeout() {
+		cut := time.Since(last)
+		if cut > max(s.isolationTimeout(), s.cfg.Cache.Offline) {
 			next = &errIsolated
+		} else if cut > s.isolationTimeout() {
+			decryptOnly = true
+		}
+	}
+	if s.decryptOnly.Swap(decryptOnly) != decryptOnly && next == nil {
+		if decryptOnly {
+			s.log.Error("node has no contact with the leader: it serves decrypts only", "until", "cache.expiry.offline")
+		} else {
+			s.log.Info("node has contact with the leader again: it serves everything")
 		}
 	}
 	prev := s.fenced.Swap(next)

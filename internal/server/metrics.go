@@ -33,6 +33,7 @@ func (s *Server) registerMetrics(reg *prometheus.Registry) error {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyraft_cache_unseal_total", Help: "Sealed key records this node unsealed (cache misses of the unsealed layer)."},
 			func() float64 { return float64(s.svc.CacheStats().Unseals) }),
 		gauge("keyraft_keystore_offline", "1 while the keystore's health check fails.", func() float64 { return boolean(s.svc.Offline()) }),
+		gauge("keyraft_node_decrypt_only", "1 while this node, cut off from its leader for cluster.isolation_timeout, serves decrypts only (until max(isolation_timeout, cache.expiry.offline)).", func() float64 { return boolean(s.decryptOnly.Load() && s.fenced.Load() == nil) }),
 		gauge("keyraft_node_fenced", "1 while this node refuses to serve: removed from the cluster, or no leader contact for cluster.isolation_timeout.", func() float64 { return boolean(s.fenced.Load() != nil) }),
 		gauge("keyraft_cluster_leader_contact_age_seconds", "Seconds since this node last heard its leader (0 on the leader).", func() float64 {
 			last := s.node.LeaderContact()

@@ -73,6 +73,7 @@ type Server struct {
 
 	serving     time.Time                 // when the API started serving
 	fenced      atomic.Pointer[kes.Error] // non-nil: the node must not serve (see fence)
+	decryptOnly atomic.Bool               // cut off from the leader: decrypts only (see fence)
 	removedSelf atomic.Bool               // the leader said this node was removed
 	stopWatch   context.CancelFunc
 
