@@ -170,49 +170,70 @@ func (f *clientFlags) credentials() (credential, error) {
 	return c, nil
 }
 
-// client builds a KES API client from the flags and the environment. It fails
-// for conflicting or missing credentials, an invalid API key, unreadable or
-// mismatched certificate/key files, an unreadable CA path or an invalid
-// endpoint.
-func (f *clientFlags) client() (*client.Client, error) {
+// clientSettings is what the client flags and environment resolve to.
+type clientSettings struct {
+	cert     tls.Certificate // from the API key, or the certificate and key files
+	roots    *x509.CertPool  // nil: the system roots
+	insecure bool            // -k: do not verify the server certificate
+	enclave  string          // "" : the default enclave
+}
+
+// settings resolves the credentials (API key or certificate files), the
+// CA and the enclave from the flags and the environment. Errors name the
+// flag or variable that holds the bad value.
+func (f *clientFlags) settings() (clientSettings, error) {
+	var cs clientSettings
 	cred, err := f.credentials()
 	if err != nil {
-		return nil, err
+		return cs, err
 	}
-	opts := []client.Option{client.WithAttemptTimeout(attemptTimeout)}
 	if cred.apiKey != "" {
 		key, err := identity.ParseAPIKey(cred.apiKey)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", cred.apiKeySrc, err)
+			return cs, fmt.Errorf("%s: %w", cred.apiKeySrc, err)
 		}
-		opts = append(opts, client.WithAPIKey(key))
-	} else {
-		cert, err := loadClientCert(cred)
-		if err != nil {
-			return nil, err
+		if cs.cert, err = key.Certificate(); err != nil {
+			return cs, fmt.Errorf("%s: %w", cred.apiKeySrc, err)
 		}
-		opts = append(opts, client.WithCertificate(cert))
+	} else if cs.cert, err = loadClientCert(cred); err != nil {
+		return cs, err
 	}
-	if f.insecure {
-		opts = append(opts, client.WithInsecureSkipVerify())
-	} else {
+	if cs.insecure = f.insecure; !cs.insecure {
 		ca, src := f.caPath, "--ca"
 		if ca == "" {
 			ca, src = lookupEnv(envCA)
 		}
 		if ca != "" {
-			pool, err := loadCAPool(ca)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", src, err)
+			if cs.roots, err = loadCAPool(ca); err != nil {
+				return cs, fmt.Errorf("%s: %w", src, err)
 			}
-			opts = append(opts, client.WithRootCAs(pool))
 		}
 	}
-	enclave := f.enclave
-	if enclave == "" {
-		enclave, _ = lookupEnv(envEnclave)
+	if cs.enclave = f.enclave; cs.enclave == "" {
+		cs.enclave, _ = lookupEnv(envEnclave)
 	}
-	opts = append(opts, client.WithEnclave(enclave))
+	return cs, nil
+}
+
+// client builds a KES API client from the flags and the environment. It fails
+// for conflicting or missing credentials, an invalid API key, unreadable or
+// mismatched certificate/key files, an unreadable CA path or an invalid
+// endpoint.
+func (f *clientFlags) client() (*client.Client, error) {
+	cs, err := f.settings()
+	if err != nil {
+		return nil, err
+	}
+	opts := []client.Option{
+		client.WithAttemptTimeout(attemptTimeout),
+		client.WithCertificate(cs.cert),
+		client.WithEnclave(cs.enclave),
+	}
+	if cs.insecure {
+		opts = append(opts, client.WithInsecureSkipVerify())
+	} else if cs.roots != nil {
+		opts = append(opts, client.WithRootCAs(cs.roots))
+	}
 	return client.New(f.endpoints(), opts...)
 }
 
