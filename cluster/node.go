@@ -244,6 +244,16 @@ func (n *Node) recoverFromPeersFile(rc *raft.Config, store *raftboltdb.BoltStore
 	}
 	defer os.Remove(filepath.Join(n.cfg.DataDir, "recover-fsm.db"))
 	defer scratch.Close()
+	// The log may miss the last entries the lost majority committed
+	// (a key delete, say): hold back every key record this node has
+	// until the leader has reconciled them with the keystore.
+	last, err := store.LastIndex()
+	if err != nil {
+		return fmt.Errorf("cluster: recover from %s: %w", path, err)
+	}
+	if err := n.cfg.FSM.HoldBack(max(last, n.cfg.FSM.AppliedIndex())); err != nil {
+		return err
+	}
 	if err := raft.RecoverCluster(rc, &raftFSM{f: scratch, onFatal: n.cfg.OnFatal, log: n.log}, store, store, snaps, n.transport, conf); err != nil {
 		return fmt.Errorf("cluster: recover from %s: %w", path, err)
 	}

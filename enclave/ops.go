@@ -18,6 +18,11 @@ const (
 	OpImportKey OpKind = "import-key"
 	OpDeleteKey OpKind = "delete-key"
 	OpLoadKey   OpKind = "load-key"
+	// OpMarkRecovered asks the leader to mark every key record at or below
+	// Through as unconfirmed (fsm.MarkRestore), so that they are
+	// reconciled with the keystore: sent by a node that recovered from a
+	// lost quorum (fsm.FSM.HoldBack).
+	OpMarkRecovered OpKind = "mark-recovered"
 
 	OpCreateEnclave  OpKind = "create-enclave"
 	OpDeleteEnclave  OpKind = "delete-enclave"
@@ -45,6 +50,8 @@ type Op struct {
 	Deny  []string `json:"deny,omitempty"`
 	// Assignee is the identity a policy is assigned to or removed from.
 	Assignee string `json:"assignee,omitempty"`
+	// Through is the hold-back index of OpMarkRecovered.
+	Through uint64 `json:"through,omitempty"`
 }
 
 // Result is the outcome of an Op: the Raft index to wait for before
@@ -179,6 +186,8 @@ func (s *Service) run(ctx context.Context, op Op) (uint64, error) {
 		return s.execDeleteKey(ctx, op)
 	case OpLoadKey:
 		return s.execLoadKey(ctx, op)
+	case OpMarkRecovered:
+		return s.execMarkRecovered(ctx, op)
 	}
 	return 0, fmt.Errorf("enclave: unknown op %q", op.Kind)
 }

@@ -149,11 +149,14 @@ func TestKeyLoadDoesNotCrossEnclaveGenerations(t *testing.T) {
 		return s.locks.holders("l") == 2
 	})
 	close(release)
-	if err := <-loaded; err != nil {
-		t.Fatalf("load that held the lock first: %v", err)
-	}
+	// The load completes; by the time it reads its own result back the
+	// enclave may already be deleted (and re-created).
+	loadErr := <-loaded
 	if err := <-recreated; err != nil {
 		t.Fatal(err)
+	}
+	if loadErr != nil && !errors.Is(loadErr, kes.ErrKeyNotFound) && !errors.Is(loadErr, kes.ErrEnclaveNotFound) {
+		t.Fatalf("load that held the lock first: %v", loadErr)
 	}
 	st.SetHook(nil)
 	if _, ok := f.Key("l", "k"); ok {

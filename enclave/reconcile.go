@@ -2,7 +2,9 @@ package enclave
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -99,13 +101,13 @@ func (s *Service) reconcileRestored(ctx context.Context) error {
 	if sl == nil {
 		return fmt.Errorf("enclave: reconcile restored keys: %w", ErrSealed)
 	}
-	names, err := s.cfg.Store.List(ctx, "")
+	entries, err := store.ListVersions(ctx, s.cfg.Store, "")
 	if err != nil {
 		return fmt.Errorf("enclave: reconcile restored keys: list keystore: %w", err)
 	}
-	present := make(map[string]bool, len(names))
-	for _, n := range names {
-		present[n] = true
+	present := make(map[string]string, len(entries)) // name -> version
+	for _, e := range entries {
+		present[e.Name] = e.Version
 	}
 	cmd := fsm.ReconcileKeys{Restore: m.ID}
 	kept := 0
@@ -145,11 +147,20 @@ func (s *Service) reconcileRestored(ctx context.Context) error {
 // (its key is gone from the keystore, or the keystore's value is
 // unreadable), reload it (the keystore holds other material; reload is the
 // keystore's value sealed again, as a load would seal it), or keep it
-// (neither). An error means the keystore could not be read.
-func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave string, rec fsm.KeyRecord, present map[string]bool) (evict bool, reload *fsm.ReloadKey, err error) {
+// (neither). A record whose keystore version the listing shows unchanged
+// is kept without reading the keystore. An error means the keystore could
+// not be read.
+func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave string, rec fsm.KeyRecord, present map[string]string) (evict bool, reload *fsm.ReloadKey, err error) {
 	sn, err := storeName(enclave, rec.Name)
-	if err != nil || !present[sn] {
+	if err != nil {
 		return true, nil, nil
+	}
+	version, listed := present[sn]
+	if !listed {
+		return true, nil, nil
+	}
+	if version != "" && version == rec.Version {
+		return false, nil, nil
 	}
 	value, version, err := store.GetVersion(ctx, s.cfg.Store, sn)
 	if errors.Is(err, store.ErrNotFound) {
@@ -199,7 +210,15 @@ func (s *Service) startReconciler() {
 			case <-s.stop:
 				return
 			case now := <-t.C:
-				if now.Before(next) || !s.cfg.Proposer.IsLeader() {
+				if now.Before(next) {
+					continue
+				}
+				if through := s.cfg.FSM.HeldBack(); through > 0 {
+					if err := s.requestMark(through); err != nil {
+						log.Warn("could not have the recovered key records reconciled; they stay unavailable", "error", err)
+					}
+				}
+				if !s.cfg.Proposer.IsLeader() {
 					continue
 				}
 			}
@@ -217,6 +236,35 @@ func (s *Service) startReconciler() {
 			log.Warn("could not reconcile the restored keys with the keystore; they stay unavailable", "retry_in", backoff, "error", err)
 		}
 	}()
+}
+
+// requestMark asks the leader (through the Forwarder, or itself) to mark
+// the key records this node holds back for reconciliation.
+func (s *Service) requestMark(through uint64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), reconcileInterval*4)
+	defer cancel()
+	return s.write(ctx, Op{Kind: OpMarkRecovered, Enclave: DefaultEnclave, Through: through})
+}
+
+// execMarkRecovered (leader) marks every key record at or below
+// max(op.Through, this node's applied index) unconfirmed, unless a pending
+// restore marker already covers op.Through. The barrier first makes sure
+// the leader's state holds every committed record.
+func (s *Service) execMarkRecovered(ctx context.Context, op Op) (uint64, error) {
+	if err := s.barrier(ctx); err != nil {
+		return 0, err
+	}
+	if m, ok := s.cfg.FSM.RestorePending(); ok && m.Applied >= op.Through {
+		return s.cfg.FSM.AppliedIndex(), nil
+	}
+	var nonce [16]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return 0, internal("mark recovered: %w", err)
+	}
+	m := fsm.RestoreMarker{ID: hex.EncodeToString(nonce[:]), Applied: max(op.Through, s.cfg.FSM.AppliedIndex())}
+	s.log.Named("reconcile").Warn("a node recovered from a lost quorum: reconciling every key record with the keystore before serving it",
+		"through_index", m.Applied)
+	return s.propose(ctx, fsm.MarkRestore{Marker: m})
 }
 
 // reconcileUntilStopped runs ReconcileRestored bounded by reconcileTimeout

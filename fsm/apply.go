@@ -76,7 +76,11 @@ func (f *FSM) Apply(index uint64, data []byte) (result error, fatal error) {
 		m()
 	}
 	f.st.applied = index
+	marker := f.st.restore
 	f.mu.Unlock()
+	if _, ok := cmd.(MarkRestore); ok {
+		f.releaseHoldBack(marker)
+	}
 	f.applies[cmd.Type()].Add(1)
 	f.signalApplied()
 	f.notify(ch.events)

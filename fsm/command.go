@@ -27,6 +27,7 @@ const (
 	TypeReplacePolicies Type = 12 // ReplacePolicies
 	TypeBarrier         Type = 13 // Barrier (was TouchKeys)
 	TypeReconcileKeys   Type = 15 // ReconcileKeys
+	TypeMarkRestore     Type = 16 // MarkRestore
 )
 
 // ErrUnknownCommand is returned by Decode for a command type this build does
@@ -235,6 +236,8 @@ func Decode(b []byte) (Command, error) {
 		c = new(Barrier)
 	case TypeReconcileKeys:
 		c = new(ReconcileKeys)
+	case TypeMarkRestore:
+		c = new(MarkRestore)
 	case TypePutEnclave:
 		c = new(PutEnclave)
 	case TypeDeleteEnclave:
@@ -275,6 +278,8 @@ func deref(c Command) Command {
 	case *Barrier:
 		return *v
 	case *ReconcileKeys:
+		return *v
+	case *MarkRestore:
 		return *v
 	case *PutEnclave:
 		return *v

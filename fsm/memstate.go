@@ -230,6 +230,8 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		s.planReplacePolicies(c, ch)
 	case ReconcileKeys:
 		return s.planReconcile(c, index, ch)
+	case MarkRestore:
+		return s.planMarkRestore(c, ch)
 	case SetSeal:
 		if s.seal != nil {
 			return ErrExists

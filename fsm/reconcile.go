@@ -118,7 +118,7 @@ func (f *FSM) RestorePending() (RestoreMarker, bool) {
 func (f *FSM) Unconfirmed(rec KeyRecord) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.st.unconfirmed(rec)
+	return f.st.unconfirmed(rec) || rec.Index <= f.holdback.Load()
 }
 
 // ServableKey returns a key's record, whether it exists, and whether it is
@@ -128,7 +128,7 @@ func (f *FSM) ServableKey(enclave, name string) (rec KeyRecord, ok, unconfirmed 
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	rec, ok = f.st.keys[enclave][name]
-	return rec, ok, ok && f.st.unconfirmed(rec)
+	return rec, ok, ok && (f.st.unconfirmed(rec) || rec.Index <= f.holdback.Load())
 }
 
 func (s *state) unconfirmed(rec KeyRecord) bool {

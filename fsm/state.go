@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -59,7 +60,8 @@ type FSM struct {
 	appliedMu sync.Mutex
 	appliedCh chan struct{} // closed and replaced whenever applied grows
 
-	applies applyCounts
+	applies  applyCounts
+	holdback atomic.Uint64 // see HoldBack
 }
 
 // Open opens (creating if needed) the FSM's bbolt file at path and loads its
@@ -74,6 +76,10 @@ func Open(path string, logger hclog.Logger) (*FSM, error) {
 		return nil, err
 	}
 	f.db, f.st = db, st
+	if err := f.loadHoldBack(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return f, nil
 }
 

@@ -19,6 +19,7 @@ var typeNames = map[Type]string{
 	TypeReplacePolicies: "replace_policies",
 	TypeBarrier:         "barrier",
 	TypeReconcileKeys:   "reconcile_keys",
+	TypeMarkRestore:     "mark_restore",
 }
 
 // String returns the type's metric name ("unknown" for an unknown type).
