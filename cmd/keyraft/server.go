@@ -21,6 +21,7 @@ func newServerCmd() *cobra.Command {
 		addr       string
 		dev        bool
 		auth       string
+		pprofAddr  string
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -34,11 +35,18 @@ func newServerCmd() *cobra.Command {
 
 --auth on|off sets tls.auth (client certificate chain verification), as
 KES's --auth did; --addr overrides the config's address. SIGHUP reloads the
-TLS certificates and the policies.`,
+TLS certificates and the policies. --pprof 127.0.0.1:6060 serves Go runtime
+profiles on a loopback address (off by default).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dev == (configFile != "") {
 				return errors.New("use exactly one of --dev and --config")
+			}
+			if pprofAddr != "" {
+				logger := hclog.New(&hclog.LoggerOptions{Name: "keyraft.pprof", Output: os.Stderr})
+				if _, err := startPprof(cmd.Context(), pprofAddr, logger); err != nil {
+					return err
+				}
 			}
 			return runServer(cmd, configFile, addr, auth, dev)
 		},
@@ -47,6 +55,7 @@ TLS certificates and the policies.`,
 	cmd.Flags().StringVar(&addr, "addr", "", "listen address (default from config, or 0.0.0.0:7373)")
 	cmd.Flags().BoolVar(&dev, "dev", false, "run a throw-away development server")
 	cmd.Flags().StringVar(&auth, "auth", "", "client certificate verification: on or off (sets tls.auth)")
+	cmd.Flags().StringVar(&pprofAddr, "pprof", "", "serve Go runtime profiles on this loopback address (off by default)")
 	return cmd
 }
 
