@@ -161,6 +161,9 @@ func (s *Service) execDeleteEnclave(ctx context.Context, op Op) (uint64, error) 
 	if errors.Is(err, fsm.ErrNotFound) {
 		return idx, kes.ErrEnclaveNotFound
 	}
+	if err == nil {
+		s.settle(ctx, idx)
+	}
 	return idx, err
 }
 

@@ -284,6 +284,7 @@ func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
 	if perr != nil && !errors.Is(perr, fsm.ErrNotFound) {
 		return 0, perr
 	}
+	s.settle(ctx, idx)
 	if notFound {
 		return idx, kes.ErrKeyNotFound
 	}

@@ -69,7 +69,13 @@ type Config struct {
 	Forwarder Forwarder // nil on a cluster that never has followers
 	// Admin is the identity that may do everything. A value that is not a
 	// valid identity (e.g. "disabled") disables admin access.
-	Admin  string
+	Admin string
+	// Settle, if set, is called by the leader after a key or enclave
+	// delete was applied at index and before it is acknowledged: it waits
+	// until the other members applied it too, so that no node in contact
+	// with the leader serves the deleted key afterwards. Its error is
+	// logged, not returned to the client (the delete happened).
+	Settle func(ctx context.Context, index uint64) error
 	Cache  CacheConfig
 	Logger hclog.Logger
 	// Now returns the current time (tests); default time.Now.
@@ -165,6 +171,16 @@ func (s *Service) onEvent(e fsm.Event) {
 		s.cache.evictEnclave(e.Enclave)
 	case fsm.StateRestored:
 		s.cache.clear() // unsealed entries of the replaced state
+	}
+}
+
+// settle runs Config.Settle, if set, after a delete applied at index.
+func (s *Service) settle(ctx context.Context, index uint64) {
+	if s.cfg.Settle == nil || index == 0 {
+		return
+	}
+	if err := s.cfg.Settle(ctx, index); err != nil {
+		s.log.Warn("could not confirm that every member applied a delete", "index", index, "error", err)
 	}
 }
 

@@ -57,6 +57,7 @@ func (s *Server) rpcHandler() http.Handler {
 		writeRPC(w, s.node.Info())
 	})
 	mux.HandleFunc("POST "+rpcRemoved, s.serveRemoved)
+	mux.HandleFunc("POST "+rpcApplied, s.serveApplied)
 	mux.HandleFunc("POST "+rpcJoin, func(w http.ResponseWriter, r *http.Request) {
 		var m joinRPC
 		if !decodeRPC(w, r, &m) {

@@ -124,6 +124,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		Proposer:  prop,
 		Forwarder: &forwarder{node: func() *cluster.Node { return s.node }, wait: leaderWait},
 		Admin:     cfg.Admin,
+		Settle:    func(ctx context.Context, index uint64) error { return s.settle(ctx, index) },
 		Cache: enclave.CacheConfig{
 			Any: cfg.Cache.Any, Unused: cfg.Cache.Unused, Offline: cfg.Cache.Offline,
 			HealthInterval: opts.HealthInterval,
