@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -141,19 +140,18 @@ func (s *Server) generateKey(w http.ResponseWriter, req *request) error {
 	if err != nil {
 		return err
 	}
-	var body struct {
-		Context []byte `json:"context"`
-	}
 	raw, err := readBody(req.Request)
 	if err != nil {
 		return err
 	}
+	var assoc []byte
 	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &body); err != nil {
+		var ok bool
+		if assoc, ok = decodeGenerateBody(raw); !ok {
 			return errInvalidBody
 		}
 	}
-	plaintext, ciphertext, err := s.backend.GenerateKey(req.Context(), req.enclave, name, body.Context)
+	plaintext, ciphertext, err := s.backend.GenerateKey(req.Context(), req.enclave, name, assoc)
 	if err != nil {
 		return err
 	}
@@ -198,9 +196,13 @@ func (s *Server) decrypt(w http.ResponseWriter, req *request) error {
 	if err != nil {
 		return err
 	}
-	var body decryptRequest
-	if _, err := decodeBody(req.Request, &body); err != nil {
+	raw, err := readBody(req.Request)
+	if err != nil {
 		return err
+	}
+	body, ok := decodeDecryptBody(raw)
+	if len(raw) == 0 || !ok {
+		return errInvalidBody
 	}
 	plaintext, err := s.backend.Decrypt(req.Context(), req.enclave, name, body.Ciphertext, body.Context)
 	if err != nil {
