@@ -337,3 +337,16 @@ e2e_start_fn() {
 	E2E_PID[$name]=$!
 	E2E_LOG[$name]=$log
 }
+
+# e2e_kumo_call <port> <X-Amz-Target> <JSON body>: one unsigned JSON call to
+# the kumo AWS emulator on 127.0.0.1:<port> (e.g. secretsmanager.ListSecrets
+# '{"MaxResults":100}'); prints the response body, fails unless it answers
+# 200 within 5 s.
+e2e_kumo_call() {
+	local out
+	# shellcheck disable=SC2016 # $1..$3 belong to the inner bash
+	out=$(timeout 5 bash -c '{ printf "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: %s\r\nContent-Length: %d\r\n\r\n%s" "$2" "${#3}" "$3" >&4
+		cat <&4; } 4<>"/dev/tcp/127.0.0.1/$1"' _ "$1" "$2" "$3" 2>/dev/null) || return 1
+	grep -q $'^HTTP/1\\.[01] 200' <<<"$out" || { echo "$out"; return 1; }
+	sed '1,/^\r\{0,1\}$/d' <<<"$out"
+}
