@@ -248,6 +248,7 @@ type request struct {
 // deadline, enclave selection, authentication and authorisation, the
 // handler, then metrics and the audit event.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_ = prewarmStack(0)
 	start := time.Now()
 	rt, resource, bare := s.router.match(r.URL.Path)
 	req := &request{Request: r, route: rt, resource: resource, bare: bare}
