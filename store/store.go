@@ -119,3 +119,12 @@ func ListVersions(ctx context.Context, st Store, prefix string) ([]Entry, error)
 	}
 	return out, nil
 }
+
+// Names returns the names of entries, in order.
+func Names(entries []Entry) []string {
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name
+	}
+	return names
+}

@@ -254,11 +254,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name
-	}
-	return names, nil
+	return store.Names(entries), nil
 }
 
 // ListVersions is List that also returns each secret's current version: the
