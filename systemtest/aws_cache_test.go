@@ -10,8 +10,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyraft/keyraft/enclave"
+	"github.com/keyraft/keyraft/internal/awstest"
 	"github.com/keyraft/keyraft/internal/config"
 	"github.com/keyraft/keyraft/internal/testutil"
+	"github.com/keyraft/keyraft/store/aws"
 )
 
 // TestAWSSealedCacheOutlivesUnused: with a short cache (any and unused of
@@ -115,4 +117,75 @@ func TestAWSSealedCacheOutlivesUnused(t *testing.T) {
 	if _, err := cl.Decrypt(bg, replaced, dek.Ciphertext, assoc); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAWSListingFailureAndOutageWithOfflineZero: with cache.expiry.offline
+// 0, one revalidation whose ListSecrets is throttled (through every SDK
+// retry) evicts nothing; when AWS goes away, the sealed keys keep serving
+// until two listings have failed more than `any` after the last good one,
+// then requests for them answer 502 as KES's do; when AWS is back they
+// serve again within about a probe interval.
+func TestAWSListingFailureAndOutageWithOfflineZero(t *testing.T) {
+	const (
+		every       = time.Second
+		callTimeout = time.Second // a failing listing gives up within it
+	)
+	b := newAWSBackend(t)
+	node := startAWSNode(t, b.open(t, nil, func(c *aws.Config) { c.CallTimeout = callTimeout }), awsNodeOptions{
+		cache: config.Cache{Any: every, Unused: time.Hour}, healthInterval: time.Hour,
+	})
+	cl := node.client(t)
+	f := node.srv.FSM()
+	keys := []string{"lf-a", "lf-b", "lf-c"}
+	for _, k := range keys {
+		if err := cl.CreateKey(bg, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealed := f.KeyCount()
+
+	// One revalidation's listing fails: every ListSecrets attempt is
+	// throttled until the node has seen a listing fail (it then marks the
+	// keystore offline); the next listing succeeds.
+	svc := node.srv.Service()
+	b.proxy.Inject("ListSecrets", 1_000_000, awstest.Throttle())
+	testutil.Eventually(t, 10*every, "a throttled listing fails", svc.Offline)
+	b.proxy.Clear()
+	testutil.Eventually(t, 10*every, "the next listing succeeds", func() bool { return !svc.Offline() })
+	b.proxy.Clear()
+	if got := f.KeyCount(); got != sealed {
+		t.Fatalf("a throttled listing evicted keys: %d sealed, want %d", got, sealed)
+	}
+	for _, k := range keys {
+		if _, err := cl.GenerateKey(bg, k, nil); err != nil {
+			t.Fatalf("generate with %s after a throttled listing: %v", k, err)
+		}
+	}
+
+	// AWS goes away: served until the bound, then 502.
+	b.proxy.SetDown(true)
+	down := time.Now()
+	var lastErr error
+	testutil.Eventually(t, 2*every+10*time.Second, "the sealed keys stop serving", func() bool {
+		_, lastErr = cl.GenerateKey(bg, keys[0], nil)
+		return lastErr != nil
+	})
+	served := time.Since(down)
+	if code := awsErrCode(lastErr); code != 502 {
+		t.Fatalf("generate after the bound: %v, want a 502", lastErr)
+	}
+	// The last good listing was at most `every` before the outage, and the
+	// keys are dropped at the second failed listing after it (each listing
+	// takes up to the call timeout to fail).
+	if served < every*9/10 || served > 2*(every+callTimeout)+time.Second {
+		t.Fatalf("the sealed keys served %v into the outage; want between any (%v) and 2·any after the last good listing", served, every)
+	}
+	b.proxy.SetDown(false)
+	up := time.Now()
+	testutil.Eventually(t, 5*time.Second, "serving again after AWS is back", func() bool {
+		_, err := cl.GenerateKey(bg, keys[0], nil)
+		return err == nil
+	})
+	t.Logf("offline 0, any %v: sealed keys served %v into the outage, then 502; served again %v after AWS came back",
+		every, served.Round(time.Millisecond), time.Since(up).Round(time.Millisecond))
 }
