@@ -81,13 +81,21 @@ func digests(t *testing.T, dirs ...string) map[string][32]byte {
 	return m
 }
 
+// truncate cuts a file to half its size, and a bbolt file to at most
+// three pages: bbolt doubles its file ahead of use, so the second half of
+// a small database may hold nothing yet, while every database the tests
+// make uses more than three pages.
 func truncate(t *testing.T, path string) {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(path, fi.Size()/2); err != nil {
+	size := fi.Size() / 2
+	if strings.HasSuffix(path, ".db") {
+		size = min(size, 3*4096)
+	}
+	if err := os.Truncate(path, size); err != nil {
 		t.Fatal(err)
 	}
 }
