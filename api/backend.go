@@ -27,6 +27,9 @@ type Backend interface {
 	// than continueAt (if set), sorted, and the next continueAt ("" at the end).
 	ListKeys(ctx context.Context, enclaveName, prefix, continueAt string) (names []string, next string, err error)
 	DeleteKey(ctx context.Context, enclaveName, name, identity string) error
+	// SetKeyProtection protects a key from deletion or removes the
+	// protection (Keyraft's /v1/key/protect/; admins only).
+	SetKeyProtection(ctx context.Context, enclaveName, name string, protected bool, identity string) error
 	GenerateKey(ctx context.Context, enclaveName, name string, associatedData []byte) (plaintext, ciphertext []byte, err error)
 	Encrypt(ctx context.Context, enclaveName, name string, plaintext, associatedData []byte) ([]byte, error)
 	Decrypt(ctx context.Context, enclaveName, name string, ciphertext, associatedData []byte) ([]byte, error)

@@ -223,6 +223,10 @@ func (b *fakeBackend) ListKeys(ctx context.Context, enc, prefix, continueAt stri
 	return names, "", nil
 }
 
+func (b *fakeBackend) SetKeyProtection(context.Context, string, string, bool, string) error {
+	return kes.NewError(501, "not implemented")
+}
+
 func (b *fakeBackend) DeleteKey(ctx context.Context, enc, name, _ string) error {
 	e, err := b.enter(ctx, enc, name)
 	defer b.mu.Unlock()

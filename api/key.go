@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -91,7 +92,33 @@ func (s *Server) describeKey(w http.ResponseWriter, req *request) error {
 		Algorithm string    `json:"algorithm,omitempty"`
 		CreatedAt time.Time `json:"created_at"`
 		CreatedBy string    `json:"created_by,omitempty"`
-	}{info.Name, info.Algorithm, info.CreatedAt, info.CreatedBy})
+		Protected bool      `json:"deletion_protected,omitempty"` // Keyraft only
+	}{info.Name, info.Algorithm, info.CreatedAt, info.CreatedBy, info.Protected})
+	return nil
+}
+
+// protectKey sets or removes a key's deletion protection (Keyraft only):
+// the body {"protected": bool} is optional, an empty body protects.
+func (s *Server) protectKey(w http.ResponseWriter, req *request) error {
+	name, err := keyName(req)
+	if err != nil {
+		return err
+	}
+	raw, err := readBody(req.Request)
+	if err != nil {
+		return err
+	}
+	body := struct {
+		Protected *bool `json:"protected"`
+	}{}
+	if len(raw) > 0 && json.Unmarshal(raw, &body) != nil {
+		return errInvalidBody
+	}
+	protected := body.Protected == nil || *body.Protected
+	if err := s.backend.SetKeyProtection(req.Context(), req.enclave, name, protected, req.identity); err != nil {
+		return err
+	}
+	writeEmpty(w)
 	return nil
 }
 

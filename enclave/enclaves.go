@@ -154,6 +154,9 @@ func (s *Service) execDeleteEnclave(ctx context.Context, op Op) (uint64, error) 
 	if _, ok := s.cfg.FSM.Enclave(op.Enclave); !ok {
 		return 0, kes.ErrEnclaveNotFound
 	}
+	if s.cfg.FSM.ProtectedCount(op.Enclave) > 0 {
+		return 0, errEnclaveProtected
+	}
 	if _, err := s.clearNamespace(ctx, op.Enclave); err != nil {
 		return 0, err
 	}

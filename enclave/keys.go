@@ -130,13 +130,14 @@ func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
 		return 0, errReadFailed
 	}
 	defer kv.Zero()
-	return s.replicateKey(ctx, op.Enclave, op.Name, kv, value, version)
+	return s.replicateKey(ctx, op.Enclave, op.Name, kv, value, version, nil)
 }
 
 // replicateKey seals a key's stored value (of the given keystore version)
-// and proposes it. It returns kes.ErrEnclaveNotFound if the enclave was
-// deleted before the apply.
-func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv crypto.KeyVersion, value []byte, version string) (uint64, error) {
+// and proposes it, with the key's deletion protection if protect is set.
+// It returns kes.ErrEnclaveNotFound if the enclave was deleted before the
+// apply.
+func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv crypto.KeyVersion, value []byte, version string, protect *fsm.Protection) (uint64, error) {
 	sl := s.seal.Load()
 	if sl == nil {
 		return 0, errSealed
@@ -146,7 +147,7 @@ func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv cry
 		return 0, err
 	}
 	rec.Version = version
-	idx, err := s.propose(ctx, fsm.PutKey{Enclave: enclave, Key: rec})
+	idx, err := s.propose(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Protect: protect})
 	switch {
 	case errors.Is(err, fsm.ErrExists):
 		return idx, kes.ErrKeyExists
@@ -214,7 +215,7 @@ func (s *Service) execCreateKey(ctx context.Context, op Op) (uint64, error) {
 		s.log.Error("failed to create key in keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
 		return 0, errCreateFailed
 	}
-	idx, err := s.replicateKey(ctx, op.Enclave, op.Name, kv, value, version)
+	idx, err := s.replicateKey(ctx, op.Enclave, op.Name, kv, value, version, s.configProtection(op.Name))
 	// Only a deterministic rejection proves that no replica holds the
 	// record. After a lost leadership or a timeout the entry may still be
 	// committed by the next leader, and deleting its material then would
@@ -266,6 +267,9 @@ func (s *Service) discardCreated(ctx context.Context, op Op, entry string, cause
 // execDeleteKey runs on the leader: delete from the keystore, then evict
 // from every node in one apply.
 func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
+	if s.KeyProtected(op.Enclave, op.Name) {
+		return 0, errKeyProtected
+	}
 	if !s.allowKeystore() {
 		return 0, errDeleteFailed
 	}
@@ -339,7 +343,8 @@ func (s *Service) DescribeKey(ctx context.Context, enclave, name string) (KeyInf
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	return KeyInfo{Name: name, Algorithm: rec.Algorithm, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy}, nil
+	return KeyInfo{Name: name, Algorithm: rec.Algorithm, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy,
+		Protected: s.KeyProtected(enclave, name)}, nil
 }
 
 // ListKeys lists key names from the keystore (the durable root), hiding

@@ -18,6 +18,10 @@ const (
 	OpImportKey OpKind = "import-key"
 	OpDeleteKey OpKind = "delete-key"
 	OpLoadKey   OpKind = "load-key"
+	// OpProtectKey and OpUnprotectKey set and remove a key's deletion
+	// protection (admins only: see SetKeyProtection).
+	OpProtectKey   OpKind = "protect-key"
+	OpUnprotectKey OpKind = "unprotect-key"
 	// OpMarkRecovered asks the leader to mark every key record at or below
 	// Through as unconfirmed (fsm.MarkRestore), so that they are
 	// reconciled with the keystore: sent by a node that recovered from a
@@ -84,6 +88,8 @@ func (op Op) path() string {
 		return "/v1/key/import/" + op.Name
 	case OpDeleteKey:
 		return "/v1/key/delete/" + op.Name
+	case OpProtectKey, OpUnprotectKey:
+		return "/v1/key/protect/" + op.Name
 	}
 	return ""
 }
@@ -188,6 +194,8 @@ func (s *Service) run(ctx context.Context, op Op) (uint64, error) {
 		return s.execLoadKey(ctx, op)
 	case OpMarkRecovered:
 		return s.execMarkRecovered(ctx, op)
+	case OpProtectKey, OpUnprotectKey:
+		return s.execProtectKey(ctx, op)
 	}
 	return 0, fmt.Errorf("enclave: unknown op %q", op.Kind)
 }

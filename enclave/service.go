@@ -76,8 +76,11 @@ type Config struct {
 	// with the leader serves the deleted key afterwards. Its error is
 	// logged, not returned to the client (the delete happened).
 	Settle func(ctx context.Context, index uint64) error
-	Cache  CacheConfig
-	Logger hclog.Logger
+	// ProtectDeletion lists the key name patterns (policy syntax) whose
+	// keys are protected from deletion when they are created.
+	ProtectDeletion []string
+	Cache           CacheConfig
+	Logger          hclog.Logger
 	// Now returns the current time (tests); default time.Now.
 	Now func() time.Time
 }

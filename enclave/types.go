@@ -17,6 +17,8 @@ type KeyInfo struct {
 	Algorithm string // "AES256" or "ChaCha20"
 	CreatedAt time.Time
 	CreatedBy string
+	// Protected is set while the key is protected from deletion.
+	Protected bool
 }
 
 // Policy is a named set of allow and deny path patterns.

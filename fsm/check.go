@@ -224,6 +224,11 @@ func checkRecords(tx *bolt.Tx, seal *SealRecord) error {
 	if err != nil {
 		return err
 	}
+	if tx.Bucket(bucketProtected) != nil { // older backups have none
+		if err := eachRecord(tx, bucketProtected, func(k string, p Protection) error { return scoped("protection", k, p.Name) }); err != nil {
+			return err
+		}
+	}
 	err = eachRecord(tx, bucketMembers, func(k string, m Member) error {
 		if m.ID != k {
 			return badSnapshot("member entry %q holds the record of %q", k, m.ID)

@@ -28,6 +28,7 @@ const (
 	TypeBarrier         Type = 13 // Barrier (was TouchKeys)
 	TypeReconcileKeys   Type = 15 // ReconcileKeys
 	TypeMarkRestore     Type = 16 // MarkRestore
+	TypeSetProtection   Type = 17 // SetProtection
 )
 
 // ErrUnknownCommand is returned by Decode for a command type this build does
@@ -74,6 +75,10 @@ type PutKey struct {
 	Key     KeyRecord `json:"key"`
 	Create  bool      `json:"create,omitempty"`
 	IfIndex uint64    `json:"if_index,omitempty"`
+	// Protect, if set, also protects the key from deletion (see
+	// SetProtection), in the same apply: a create under a
+	// protection.deletion pattern.
+	Protect *Protection `json:"protect,omitempty"`
 }
 
 // RemoveKeys removes key records (a delete, or a cache eviction).
@@ -238,6 +243,8 @@ func Decode(b []byte) (Command, error) {
 		c = new(ReconcileKeys)
 	case TypeMarkRestore:
 		c = new(MarkRestore)
+	case TypeSetProtection:
+		c = new(SetProtection)
 	case TypePutEnclave:
 		c = new(PutEnclave)
 	case TypeDeleteEnclave:
@@ -280,6 +287,8 @@ func deref(c Command) Command {
 	case *ReconcileKeys:
 		return *v
 	case *MarkRestore:
+		return *v
+	case *SetProtection:
 		return *v
 	case *PutEnclave:
 		return *v

@@ -25,6 +25,8 @@ type state struct {
 	// revoked maps the certificate identities of removed members to the
 	// index that removed them, until a PutMember re-authorizes them.
 	revoked map[string]uint64
+	// protected holds the keys protected from deletion, per enclave.
+	protected map[string]map[string]Protection
 }
 
 func newState() *state {
@@ -33,6 +35,7 @@ func newState() *state {
 		keys:       map[string]map[string]KeyRecord{},
 		policies:   map[string]map[string]PolicyRecord{},
 		identities: map[string]map[string]IdentityRecord{},
+		protected:  map[string]map[string]Protection{},
 		members:    map[string]Member{},
 		removed:    map[string]uint64{},
 		revoked:    map[string]uint64{},
@@ -73,6 +76,9 @@ func (s *state) load(tx *bolt.Tx) error {
 		return err
 	}
 	if err := each(tx, bucketKeys, func(k string, r KeyRecord) { nested(s.keys, enclaveOf(k))[r.Name] = r }); err != nil {
+		return err
+	}
+	if err := each(tx, bucketProtected, func(k string, p Protection) { nested(s.protected, enclaveOf(k))[p.Name] = p }); err != nil {
 		return err
 	}
 	if err := each(tx, bucketPolicies, func(k string, r PolicyRecord) { nested(s.policies, enclaveOf(k))[r.Name] = r }); err != nil {
@@ -154,6 +160,12 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		ch.put(bucketKeys, ek(c.Enclave, r.Name), r)
 		ch.do(func() { nested(s.keys, c.Enclave)[r.Name] = r })
 		ch.emit(Event{Kind: KeyPut, Enclave: c.Enclave, Name: r.Name})
+		if c.Protect != nil {
+			p := *c.Protect
+			p.Name = r.Name
+			ch.put(bucketProtected, ek(c.Enclave, r.Name), p)
+			ch.do(func() { nested(s.protected, c.Enclave)[r.Name] = p })
+		}
 	case RemoveKeys:
 		found := false
 		for _, name := range c.Names {
@@ -189,8 +201,12 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		for id := range s.identities[c.Name] {
 			ch.del(bucketIdentities, ek(c.Name, id))
 		}
+		for name := range s.protected[c.Name] {
+			ch.del(bucketProtected, ek(c.Name, name))
+		}
 		ch.do(func() {
 			delete(s.enclaves, c.Name)
+			delete(s.protected, c.Name)
 			delete(s.keys, c.Name)
 			delete(s.policies, c.Name)
 			delete(s.identities, c.Name)
@@ -232,6 +248,8 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		return s.planReconcile(c, index, ch)
 	case MarkRestore:
 		return s.planMarkRestore(c, ch)
+	case SetProtection:
+		return s.planSetProtection(c, ch)
 	case SetSeal:
 		if s.seal != nil {
 			return ErrExists

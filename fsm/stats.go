@@ -20,6 +20,7 @@ var typeNames = map[Type]string{
 	TypeBarrier:         "barrier",
 	TypeReconcileKeys:   "reconcile_keys",
 	TypeMarkRestore:     "mark_restore",
+	TypeSetProtection:   "set_protection",
 }
 
 // String returns the type's metric name ("unknown" for an unknown type).

@@ -38,6 +38,7 @@ type testCluster struct {
 	snapshotThreshold uint64
 	isolation         time.Duration // cluster.isolation_timeout; 0: default
 	offline           time.Duration // cache.expiry.offline of every node
+	protectDeletion   []string      // protection.deletion of every node
 	logDone           atomic.Bool
 }
 
@@ -115,6 +116,8 @@ func (c *testCluster) config(id, certName string, join []string) *config.Config 
 		Policies: c.policies,
 		Cache:    config.Cache{Any: 5 * time.Minute, Unused: time.Hour, Offline: c.offline},
 		Keystore: config.Keystore{FS: &config.FS{Path: c.keystore}},
+
+		ProtectDeletion: c.protectDeletion,
 		Cluster: config.Cluster{
 			NodeID:    id,
 			DataDir:   filepath.Join(c.root, "data", id),

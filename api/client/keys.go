@@ -11,6 +11,8 @@ type KeyInfo struct {
 	Algorithm string    `json:"algorithm,omitempty"` // "AES256" or "ChaCha20"
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	CreatedBy string    `json:"created_by,omitempty"` // identity of the creator
+	// Protected is set when the key is protected from deletion (Keyraft).
+	Protected bool `json:"deletion_protected,omitempty"`
 }
 
 // DEK is a data encryption key: the plaintext key and the same key encrypted
@@ -65,6 +67,19 @@ func (c *Client) DescribeKey(ctx context.Context, name string) (KeyInfo, error) 
 // does not exist. Retried like CreateKey.
 func (c *Client) DeleteKey(ctx context.Context, name string) error {
 	return c.call(ctx, &request{method: "DELETE", path: resource("/v1/key/delete/", name), enclave: true}, nil)
+}
+
+// SetKeyProtection protects the key name from deletion, or removes the
+// protection (PUT /v1/key/protect/<name>, Keyraft only; admins only). It
+// returns ErrKeyNotFound if the key does not exist.
+func (c *Client) SetKeyProtection(ctx context.Context, name string, protected bool) error {
+	body, err := jsonBody(struct {
+		Protected bool `json:"protected"`
+	}{protected})
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, &request{method: "PUT", path: resource("/v1/key/protect/", name), body: body, enclave: true}, nil)
 }
 
 // GenerateKey returns a new 32-byte data key and its encryption under the key

@@ -29,7 +29,8 @@ The server, credentials and enclave come from the flags or the environment
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(newKeyCreateCmd(), newKeyImportCmd(), newKeyInfoCmd(), newKeyLsCmd(),
-		newKeyRmCmd(), newKeyEncryptCmd(), newKeyDecryptCmd(), newKeyDEKCmd())
+		newKeyRmCmd(), newKeyEncryptCmd(), newKeyDecryptCmd(), newKeyDEKCmd(),
+		newKeyProtectCmd(true), newKeyProtectCmd(false))
 	return cmd
 }
 
@@ -88,6 +89,7 @@ type keyInfoJSON struct {
 	Algorithm string     `json:"algorithm,omitempty"`
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 	CreatedBy string     `json:"created_by,omitempty"`
+	Protected bool       `json:"deletion_protected,omitempty"`
 }
 
 func newKeyInfoCmd() *cobra.Command {
@@ -110,7 +112,7 @@ func newKeyInfoCmd() *cobra.Command {
 			}
 			p := f.printer(cmd)
 			if p.json {
-				out := keyInfoJSON{Name: info.Name, Algorithm: info.Algorithm, CreatedBy: info.CreatedBy}
+				out := keyInfoJSON{Name: info.Name, Algorithm: info.Algorithm, CreatedBy: info.CreatedBy, Protected: info.Protected}
 				if !info.CreatedAt.IsZero() {
 					out.CreatedAt = &info.CreatedAt
 				}
@@ -120,6 +122,9 @@ func newKeyInfoCmd() *cobra.Command {
 			p.Printf("Algorithm   %s\n", orDash(info.Algorithm))
 			p.Printf("Created at  %s\n", formatTime(info.CreatedAt))
 			p.Printf("Created by  %s\n", orDash(info.CreatedBy))
+			if info.Protected {
+				p.Printf("Protected   from deletion\n")
+			}
 			return nil
 		},
 	}
@@ -189,6 +194,32 @@ func newKeyRmCmd() *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachKey(cmd, f, args, "delete", (*client.Client).DeleteKey)
+		},
+	}
+	f = addClientFlags(cmd)
+	return cmd
+}
+
+// newKeyProtectCmd is `keyraft key protect` (on) or `keyraft key
+// unprotect` (off): a Keyraft-only deletion protection that only an admin
+// may set or remove.
+func newKeyProtectCmd(on bool) *cobra.Command {
+	var f *clientFlags
+	use, short, verb := "protect <name>...", "Protect keys from deletion (admin only; Keyraft)", "protect"
+	if !on {
+		use, short, verb = "unprotect <name>...", "Remove keys' deletion protection (admin only; Keyraft)", "unprotect"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: `A protected key cannot be deleted, nor its enclave, until an admin removes
+the protection. Keys whose names match a protection.deletion pattern of the
+server config are protected when they are created.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return forEachKey(cmd, f, args, verb, func(c *client.Client, ctx context.Context, name string) error {
+				return c.SetKeyProtection(ctx, name, on)
+			})
 		},
 	}
 	f = addClientFlags(cmd)

@@ -14,6 +14,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -44,6 +45,11 @@ type Config struct {
 	Keystore Keystore
 	Cluster  Cluster
 	Limits   Limits // Keyraft-only limits section
+	// ProtectDeletion lists key name patterns (policy syntax: a trailing
+	// '*' matches by prefix, others as path.Match) of keys that are
+	// protected from deletion when they are created (Keyraft-only section
+	// protection.deletion).
+	ProtectDeletion []string
 }
 
 // TLS is the tls section. Relative paths are relative to the working directory.
@@ -296,6 +302,16 @@ func fromRaw(raw *rawConfig) (*Config, error) {
 	}
 	if c.Limits, err = limitsFromRaw(&raw.Limits); err != nil {
 		return nil, err
+	}
+	for i := range raw.Protection.Deletion {
+		p, err := str(&raw.Protection.Deletion[i], fmt.Sprintf("protection.deletion[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := path.Match(strings.TrimSuffix(p, "*"), ""); err != nil || p == "" {
+			return nil, fmt.Errorf("config: protection.deletion[%d]: invalid key name pattern %q", i, p)
+		}
+		c.ProtectDeletion = append(c.ProtectDeletion, p)
 	}
 	return c, nil
 }

@@ -60,7 +60,10 @@ type rawConfig struct {
 		Bootstrap    yaml.Node   `yaml:"bootstrap"`
 		Isolation    yaml.Node   `yaml:"isolation_timeout"`
 	} `yaml:"cluster"`
-	Limits rawLimits `yaml:"limits"`
+	Limits     rawLimits `yaml:"limits"`
+	Protection struct {
+		Deletion []yaml.Node `yaml:"deletion"`
+	} `yaml:"protection"`
 }
 
 type rawAPI struct {

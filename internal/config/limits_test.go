@@ -43,3 +43,15 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestProtectionSection(t *testing.T) {
+	c := mustParse(t, minimal+"protection:\n  deletion: [\"minio-*\", \"audit-[0-9]\"]\n")
+	if len(c.ProtectDeletion) != 2 || c.ProtectDeletion[0] != "minio-*" || c.ProtectDeletion[1] != "audit-[0-9]" {
+		t.Fatalf("ProtectDeletion = %q", c.ProtectDeletion)
+	}
+	if c := mustParse(t, minimal); c.ProtectDeletion != nil {
+		t.Fatalf("ProtectDeletion without the section = %q", c.ProtectDeletion)
+	}
+	_, err := Parse([]byte(minimal + "protection:\n  deletion: [\"bad[\"]\n"))
+	wantErr(t, err, `config: protection.deletion[0]: invalid key name pattern "bad["`)
+}

@@ -119,12 +119,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 
 	prop := &proposer{}
 	s.svc, err = enclave.New(enclave.Config{
-		FSM:       s.fsm,
-		Store:     s.keystore,
-		Proposer:  prop,
-		Forwarder: &forwarder{node: func() *cluster.Node { return s.node }, wait: leaderWait},
-		Admin:     cfg.Admin,
-		Settle:    func(ctx context.Context, index uint64) error { return s.settle(ctx, index) },
+		FSM:             s.fsm,
+		Store:           s.keystore,
+		Proposer:        prop,
+		Forwarder:       &forwarder{node: func() *cluster.Node { return s.node }, wait: leaderWait},
+		Admin:           cfg.Admin,
+		ProtectDeletion: cfg.ProtectDeletion,
+		Settle:          func(ctx context.Context, index uint64) error { return s.settle(ctx, index) },
 		Cache: enclave.CacheConfig{
 			Any: cfg.Cache.Any, Unused: cfg.Cache.Unused, Offline: cfg.Cache.Offline,
 			HealthInterval: opts.HealthInterval,
