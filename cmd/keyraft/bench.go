@@ -44,6 +44,9 @@ type benchResult struct {
 	// Metrics holds, with --metrics, the change of each server counter over
 	// the window summed over the endpoints; null when no server exports it.
 	Metrics map[string]*metricDelta `json:"metrics,omitempty"`
+	// Churn holds, with --churn, the creates and deletes run beside the
+	// load.
+	Churn *churnResult `json:"churn,omitempty"`
 }
 
 // benchOptions are the flags of `keyraft bench` besides the client flags.
@@ -51,7 +54,7 @@ type benchOptions struct {
 	duration, warmup  time.Duration
 	concurrency, keys int
 	op, name, dist    string
-	rate              float64
+	rate, churn       float64
 	pids, startAt     string
 	http1, metrics    bool
 }
@@ -85,10 +88,22 @@ processes (one per server, see scripts/bench-pair.sh) load at the same time
 whatever their set-up took.
 --server-pids reads the CPU time of local server processes from /proc before
 and after the window; --metrics reads the servers' /v1/metrics and reports
-the change of Keyraft's Raft, keystore and unseal counters.`,
+the change of Keyraft's Raft, keystore and unseal counters.
+
+--churn R runs a write load beside the measured requests, not counted in
+their figures: from the start of the load (warm-up included) until the
+window closes, keys named <name>-churn-<n> are created and deleted through
+the first --server endpoint, alternately (create 0, delete 0, create 1, …),
+R operations per second in total on a fixed schedule: operation k is due at
+k/R s, a delete once its create is answered if that is later. Pairs overlap
+when a write takes longer than 2/R; a pair due while 64 are in flight is
+dropped. The churn operations due in the window that succeeded, failed or
+were dropped, and the latency of the successful ones, are reported.
+Left-over churn keys of an interrupted run are deleted before the load.`,
 		Example: `  keyraft bench --duration 10s --concurrency 16 --op mixed
   keyraft bench --keys 10000 --dist zipf --warmup 2s --server-pids 1234 --metrics
-  keyraft bench --http1 --rate 2000 --concurrency 64`,
+  keyraft bench --http1 --rate 2000 --concurrency 64
+  keyraft bench --op generate --churn 100 --warmup 1s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
@@ -115,6 +130,7 @@ the change of Keyraft's Raft, keystore and unseal counters.`,
 	fs.StringVar(&o.dist, "dist", "uniform", "how a request picks its key: uniform or zipf (s=1.1)")
 	fs.BoolVar(&o.http1, "http1", false, "use HTTP/1.1 instead of HTTP/2")
 	fs.Float64Var(&o.rate, "rate", 0, "open loop: requests per second in total (0: closed loop)")
+	fs.Float64Var(&o.churn, "churn", 0, "beside the load, create and delete keys <name>-churn-<n> at this many operations per second")
 	fs.DurationVar(&o.warmup, "warmup", 0, "run the load this long before the measured window")
 	fs.StringVar(&o.pids, "server-pids", "", "comma-separated local server pids: report their CPU time per request")
 	fs.BoolVar(&o.metrics, "metrics", false, "report the change of the servers' Keyraft counters over the window")
@@ -136,6 +152,8 @@ func (o benchOptions) validate() error {
 		return fmt.Errorf("--dist must be uniform or zipf, not %q", o.dist)
 	case o.rate < 0:
 		return fmt.Errorf("--rate must not be negative, not %v", o.rate)
+	case o.churn < 0:
+		return fmt.Errorf("--churn must not be negative, not %v", o.churn)
 	case o.warmup < 0:
 		return fmt.Errorf("--warmup must not be negative, not %v", o.warmup)
 	}
@@ -222,6 +240,12 @@ func (o benchOptions) run(ctx context.Context, f *clientFlags) (benchResult, err
 		m0, m1         []metricFamilies
 	)
 	plan := benchPlan{warmup: o.warmup, duration: o.duration, rate: o.rate}
+	if o.churn > 0 {
+		if err := sweepChurnKeys(ctx, nodes[0], o.name); err != nil {
+			return benchResult{}, err
+		}
+		plan.churn = &churnPlan{rate: o.churn, op: newChurnOp(nodes[0], o.name)}
+	}
 	// The CPU is read last before and first after the window, so that the
 	// metric scrapes (one request per endpoint) fall outside it.
 	plan.before = func() (err error) {
@@ -272,6 +296,9 @@ func (o benchOptions) run(ctx context.Context, f *clientFlags) (benchResult, err
 	if o.metrics {
 		res.Metrics = metricDeltas(m0, m1, res.Requests)
 	}
+	if o.churn > 0 {
+		res.Churn = stats.churn.result(o.churn, res.Seconds)
+	}
 	return res, nil
 }
 
@@ -298,6 +325,10 @@ func printBench(p printer, res benchResult) {
 			perReq = fmt.Sprintf("%.1f µs/request", *res.CPUusPerRequest)
 		}
 		p.Printf("  server    %.2f s CPU, %s\n", *res.CPUSeconds, perReq)
+	}
+	if c := res.Churn; c != nil {
+		p.Printf("  churn     %d creates/deletes done (%.1f/s of %g/s asked), %d failed, %d dropped; p50 %.2f ms, p99 %.2f ms\n",
+			c.Done, c.PerSecond, c.Rate, c.Failed, c.Dropped, c.P50ms, c.P99ms)
 	}
 	if res.Metrics != nil {
 		for i, bm := range benchMetrics {

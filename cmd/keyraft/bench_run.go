@@ -25,6 +25,9 @@ type benchPlan struct {
 	// starts and right after it ends (with the load still running at the
 	// start), to take snapshots of the servers. An error aborts the run.
 	before, after func() error
+	// churn, if set, is a write load run beside the ops from the start of
+	// the load until the window closes (see runChurn); not in the latencies.
+	churn *churnPlan
 }
 
 // runStats is what a run measured within its window.
@@ -34,6 +37,7 @@ type runStats struct {
 	errors  int64           // failed requests
 	dropped int64           // open loop: scheduled requests not sent, every worker being busy
 	late    int64           // open loop: requests sent more than lateThreshold after their scheduled time
+	churn   churnStats      // the churn operations due in the window
 }
 
 // summarize fills the request count, rate and latency fields of res.
@@ -167,15 +171,19 @@ func runClosed(ctx context.Context, p benchPlan, ops []benchOp) (runStats, error
 			}
 		}()
 	}
-	err := p.window(ctx, clock, cancel)
+	stopChurn, waitChurn := p.startChurn(ctx, clock)
+	err := p.window(ctx, clock, func() { cancel(); stopChurn() })
 	if err == nil && p.after != nil {
 		err = p.after()
 	}
 	wg.Wait()
+	cs := waitChurn()
 	if err != nil {
 		return runStats{}, err
 	}
-	return merge(workers, clock.elapsed()), nil
+	s := merge(workers, clock.elapsed())
+	s.churn = cs
+	return s, nil
 }
 
 // scheduleOffset returns when, after the start of an open-loop run, its
@@ -227,10 +235,12 @@ func runOpen(ctx context.Context, p benchPlan, ops []benchOp) (runStats, error) 
 	stop := make(chan struct{})
 	done := make(chan dispatchStats)
 	go func() { done <- dispatch(clock, p.rate, jobs, stop) }()
+	stopChurn, waitChurn := p.startChurn(ctx, clock)
 
-	err := p.window(ctx, clock, func() { close(stop) })
+	err := p.window(ctx, clock, func() { close(stop); stopChurn() })
 	ds := <-done
 	wg.Wait()
+	cs := waitChurn()
 	if err == nil && p.after != nil {
 		err = p.after()
 	}
@@ -238,7 +248,7 @@ func runOpen(ctx context.Context, p benchPlan, ops []benchOp) (runStats, error) 
 		return runStats{}, err
 	}
 	s := merge(workers, clock.elapsed())
-	s.dropped, s.late = ds.dropped, ds.late
+	s.dropped, s.late, s.churn = ds.dropped, ds.late, cs
 	return s, nil
 }
 

@@ -49,3 +49,25 @@ func TestBenchAgainstDevServer(t *testing.T) {
 		t.Errorf("%d bench keys exist, want 20: %q", len(names), names)
 	}
 }
+
+func TestBenchChurnAgainstDevServer(t *testing.T) {
+	clearClientEnv(t)
+	s := startCLIServer(t, nil)
+	// A churn key left over by an interrupted run is deleted in the set-up,
+	// so the run's first create does not fail.
+	mustRun(t, append([]string{"key", "create", "churny-churn-0"}, s.adminArgs()...)...)
+	var res benchResult
+	mustJSON(t, &res, append([]string{"bench", "--name", "churny", "--op", "generate", "--duration", "500ms",
+		"--warmup", "100ms", "--concurrency", "2", "--churn", "50", "--json"}, s.adminArgs()...)...)
+	if res.Requests == 0 || res.Errors != 0 {
+		t.Fatalf("%d requests, %d errors", res.Requests, res.Errors)
+	}
+	if res.Churn == nil || res.Churn.Done == 0 || res.Churn.Failed != 0 || res.Churn.Rate != 50 {
+		t.Fatalf("churn %+v; want some done, none failed, rate 50", res.Churn)
+	}
+	var names []string
+	mustJSON(t, &names, append([]string{"key", "ls", "churny"}, s.adminArgs()...)...)
+	if len(names) != 1 || names[0] != "churny" {
+		t.Errorf("keys after the run: %q; want only churny (no churn key left)", names)
+	}
+}
