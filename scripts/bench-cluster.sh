@@ -32,32 +32,9 @@ METRICS=${METRICS:-1}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 START_MARGIN=${START_MARGIN:-$((2 + KEYS / 1000))}
 
-for tool in go jq curl python3; do
-	command -v "$tool" >/dev/null || { echo "bench-cluster: $tool is required" >&2; exit 1; }
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-cluster.XXXXXX")
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "bench-cluster: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-# free_port prints a TCP port on 127.0.0.1 that the OS reports free.
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+BENCH_NAME=bench-cluster
+# shellcheck source=scripts/lib-bench.sh
+. "$REPO/scripts/lib-bench.sh"
 
 # kcurl <url>: GET with the admin client certificate.
 kcurl() { curl -fsk --max-time 2 --cert "$TMP/client.cert" --key "$TMP/client.key" "$1"; }

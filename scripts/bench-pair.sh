@@ -32,31 +32,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FLOORSRV_DIR=${FLOORSRV_DIR:-$REPO/../shared/bench/floorsrv}
 START_MARGIN=${START_MARGIN:-$((2 + KEYS / 1000))}
 
-for tool in go jq curl python3; do
-	command -v "$tool" >/dev/null || { echo "bench-pair: $tool is required" >&2; exit 1; }
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-pair.XXXXXX")
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "bench-pair: $*" >&2; }
-
-# free_port prints a TCP port on 127.0.0.1 that the OS reports free.
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+BENCH_NAME=bench-pair
+# shellcheck source=scripts/lib-bench.sh
+. "$REPO/scripts/lib-bench.sh"
 
 # wait_ready polls an HTTPS URL with the client certificate until it answers
 # 2xx, for up to 30 s, failing early when the server process has exited.
