@@ -34,6 +34,11 @@ func (s *Service) revalidate(ctx context.Context) {
 	}
 	now := s.now().UnixNano()
 	s.lastListed.CompareAndSwap(0, now)
+	// Every record applied before the listing starts is in the keystore
+	// before it (keystore first, then Raft), so the listing shows it; a
+	// record applied later (a create during the listing) may be missing
+	// from it and is left for the next pass.
+	listedFrom := s.cfg.FSM.AppliedIndex()
 	entries, err := store.ListVersions(ctx, s.cfg.Store, "")
 	if err != nil {
 		s.recordHealth(store.State{}, err)
@@ -62,6 +67,9 @@ func (s *Service) revalidate(ctx context.Context) {
 	}
 	var changed []stale
 	s.evictWhere(ctx, func(enclave string, r fsm.KeyRecord) bool {
+		if r.Index > listedFrom {
+			return false
+		}
 		sn, err := storeName(enclave, r.Name)
 		if err != nil {
 			return true

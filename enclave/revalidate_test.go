@@ -10,6 +10,7 @@ import (
 	"github.com/keyraft/keyraft/internal/kes"
 	"github.com/keyraft/keyraft/internal/testutil"
 	"github.com/keyraft/keyraft/store"
+	"github.com/keyraft/keyraft/store/mem"
 )
 
 // TestRevalidateReloadsReplacedKey: a key whose keystore value was
@@ -134,5 +135,41 @@ func TestBreakerProbesOnRequest(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "back online after the probe", func() bool { return !s.Offline() })
 	if err := s.CreateKey(ctx, DefaultEnclave, "k", admin); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lateCreate runs after once, right after its listing was taken: a key
+// created while a revalidation lists the keystore.
+type lateCreate struct {
+	*mem.Store
+	after func()
+}
+
+func (l *lateCreate) ListVersions(ctx context.Context, prefix string) ([]store.Entry, error) {
+	entries, err := l.Store.ListVersions(ctx, prefix)
+	if f := l.after; f != nil {
+		l.after = nil
+		f()
+	}
+	return entries, err
+}
+
+// TestRevalidateKeepsKeysCreatedDuringTheListing: a key created after the
+// listing was taken is not in it, and must not be evicted for that.
+func TestRevalidateKeepsKeysCreatedDuringTheListing(t *testing.T) {
+	ctx := context.Background()
+	s, st, f := newTestService(t)
+	s.cfg.Store = &lateCreate{Store: st, after: func() {
+		if err := s.CreateKey(ctx, DefaultEnclave, "late", admin); err != nil {
+			t.Error(err)
+		}
+	}}
+	s.revalidate(ctx)
+	if _, ok := f.Key(DefaultEnclave, "late"); !ok {
+		t.Fatal("a key created during the listing was evicted")
+	}
+	s.revalidate(ctx) // the next listing shows it
+	if _, ok := f.Key(DefaultEnclave, "late"); !ok {
+		t.Fatal("the key was evicted by the next revalidation")
 	}
 }
