@@ -50,10 +50,7 @@ func (f *FSM) HoldBack(index uint64) error {
 	}
 	path := filepath.Join(filepath.Dir(f.path), holdbackFile)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(index, 10)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("fsm: hold back: %w", err)
-	}
-	if err := syncFile(tmp); err != nil {
+	if err := writeFileSync(tmp, strings.NewReader(strconv.FormatUint(index, 10)+"\n")); err != nil {
 		return fmt.Errorf("fsm: hold back: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -97,13 +94,4 @@ func (f *FSM) releaseHoldBack(m *RestoreMarker) {
 	}
 	f.holdback.Store(0)
 	f.log.Info("the replicated restore marker now holds back the recovered key records", "through_index", m.Applied)
-}
-
-func syncFile(path string) error {
-	fh, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer fh.Close()
-	return fh.Sync()
 }

@@ -53,9 +53,5 @@ func (f *FSM) Applied(t Type) uint64 { return f.applies[t].Load() }
 func (f *FSM) KeyCount() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	n := 0
-	for _, m := range f.st.keys {
-		n += len(m)
-	}
-	return n
+	return f.st.keyCount()
 }
