@@ -60,7 +60,7 @@ func fastB64Object(b []byte, names []string, dst []*[]byte) bool {
 		}
 		field := -1
 		for j, n := range names {
-			if key == n {
+			if string(key) == n {
 				field = j
 			}
 		}
@@ -77,7 +77,7 @@ func fastB64Object(b []byte, names []string, dst []*[]byte) bool {
 			return false
 		}
 		dec := make([]byte, base64.StdEncoding.DecodedLen(len(val)))
-		n, err := base64.StdEncoding.Decode(dec, []byte(val))
+		n, err := base64.StdEncoding.Decode(dec, val)
 		if err != nil {
 			return false
 		}
@@ -98,20 +98,21 @@ func fastB64Object(b []byte, names []string, dst []*[]byte) bool {
 }
 
 // plainString reads a JSON string at b[i] that has no escape sequences
-// and only printable ASCII, returning its content and the index after it.
-func plainString(b []byte, i int) (string, int, bool) {
+// and only printable ASCII, returning its content (a slice of b, not a
+// copy) and the index after it.
+func plainString(b []byte, i int) ([]byte, int, bool) {
 	if i >= len(b) || b[i] != '"' {
-		return "", 0, false
+		return nil, 0, false
 	}
 	for j := i + 1; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
-			return string(b[i+1 : j]), j + 1, true
+			return b[i+1 : j], j + 1, true
 		case c == '\\' || c < 0x20 || c > 0x7e:
-			return "", 0, false
+			return nil, 0, false
 		}
 	}
-	return "", 0, false
+	return nil, 0, false
 }
 
 func skipSpace(b []byte, i int) int {
