@@ -36,14 +36,7 @@ const listPageSize = 1024
 // (once per key, cluster-wide). The first two paths touch neither network
 // nor disk nor Raft.
 func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, error) {
-	if err := s.enclaveExists(enclave); err != nil {
-		return nil, err
-	}
-	sl := s.seal.Load()
-	if sl == nil {
-		return nil, errSealed
-	}
-	rec, err := s.keyRecord(ctx, enclave, name) // loads; holds back unconfirmed restored records
+	rec, sl, err := s.servableRecord(ctx, enclave, name)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +62,22 @@ func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, e
 	e := newCacheEntry(rec.Index, kv, now)
 	s.cache.put(enclave, name, e)
 	return e, nil
+}
+
+// servableRecord returns the FSM record a request for a key is served
+// from (see keyRecord: it loads the key, and holds back unconfirmed
+// restored records) and the seal that opens it. Errors:
+// kes.ErrEnclaveNotFound, errSealed, and keyRecord's.
+func (s *Service) servableRecord(ctx context.Context, enclave, name string) (fsm.KeyRecord, *sealer, error) {
+	if err := s.enclaveExists(enclave); err != nil {
+		return fsm.KeyRecord{}, nil, err
+	}
+	sl := s.seal.Load()
+	if sl == nil {
+		return fsm.KeyRecord{}, nil, errSealed
+	}
+	rec, err := s.keyRecord(ctx, enclave, name)
+	return rec, sl, err
 }
 
 // loadKey makes the cluster cache a key that exists only in the keystore.
@@ -333,13 +342,7 @@ func (s *Service) DeleteKey(ctx context.Context, enclave, name, identity string)
 // DescribeKey returns a key's metadata, loading the key if needed. It
 // does not unseal the key.
 func (s *Service) DescribeKey(ctx context.Context, enclave, name string) (KeyInfo, error) {
-	if err := s.enclaveExists(enclave); err != nil {
-		return KeyInfo{}, err
-	}
-	if s.seal.Load() == nil {
-		return KeyInfo{}, errSealed
-	}
-	rec, err := s.keyRecord(ctx, enclave, name)
+	rec, _, err := s.servableRecord(ctx, enclave, name)
 	if err != nil {
 		return KeyInfo{}, err
 	}
