@@ -180,20 +180,7 @@ e2e_must "kumo (AWS emulator) answers on 127.0.0.1:$KUMO_PORT" start_kumo
 # Certificates and identities: one per node, MinIO's client certificate, and
 # an admin API key for `keyraft cluster status` and `keyraft key create`.
 declare -a API RAFT NODE_ID
-for n in 1 2 3; do
-	e2e_port "API[$n]"
-	e2e_port "RAFT[$n]"
-	e2e_must "keyraft identity new kes_node$n" \
-		keyraft identity new "kes_node$n" --key "node$n.key" --cert "node$n.cert" --ip 127.0.0.1 --dns localhost
-	NODE_ID[n]=$(keyraft identity of "node$n.cert")
-	cp "node$n.cert" cas/
-done
-e2e_must "keyraft identity new minio_server" \
-	keyraft identity new minio_server --key minio-kes.key --cert minio-kes.cert --ip 127.0.0.1 --dns localhost
-MINIO_IDENTITY_HASH=$(keyraft identity of minio-kes.cert)
-ADMIN_API_KEY=$(keyraft identity new --json | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
-ADMIN_ID=$(keyraft identity of "$ADMIN_API_KEY")
-ENDPOINTS="https://127.0.0.1:${API[1]},https://127.0.0.1:${API[2]},https://127.0.0.1:${API[3]}"
+e2e_cluster_identities
 
 # The guide's configuration (policy for MinIO verbatim, AWS Secrets Manager
 # keystore, no cache section) plus the cluster section of docs/minio.md; the

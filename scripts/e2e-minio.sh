@@ -509,20 +509,7 @@ e2e_port CONSOLE_PORT
 cd "$P"
 
 declare -a API RAFT NODE_ID
-for n in 1 2 3; do
-	e2e_port "API[$n]"
-	e2e_port "RAFT[$n]"
-	e2e_must "keyraft identity new kes_node$n" \
-		keyraft identity new "kes_node$n" --key "node$n.key" --cert "node$n.cert" --ip 127.0.0.1 --dns localhost
-	NODE_ID[n]=$(keyraft identity of "node$n.cert")
-	cp "node$n.cert" cas/
-done
-e2e_must "keyraft identity new minio_server" \
-	keyraft identity new minio_server --key minio-kes.key --cert minio-kes.cert --ip 127.0.0.1 --dns localhost
-MINIO_IDENTITY_HASH=$(keyraft identity of minio-kes.cert)
-ADMIN_API_KEY=$(keyraft identity new --json | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
-ADMIN_ID=$(keyraft identity of "$ADMIN_API_KEY")
-ENDPOINTS="https://127.0.0.1:${API[1]},https://127.0.0.1:${API[2]},https://127.0.0.1:${API[3]}"
+e2e_cluster_identities
 
 # Same policies and keystore on every node; node 1 bootstraps, nodes 2 and 3
 # join through it, authorized by the cluster-nodes policy.

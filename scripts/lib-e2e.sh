@@ -350,3 +350,27 @@ e2e_kumo_call() {
 	grep -q $'^HTTP/1\\.[01] 200' <<<"$out" || { echo "$out"; return 1; }
 	sed '1,/^\r\{0,1\}$/d' <<<"$out"
 }
+
+# e2e_cluster_identities, run in the directory that holds cas/: for three
+# nodes, two free ports each (API[n], RAFT[n]) and a certificate (nodeN.cert
+# and .key, its identity in NODE_ID[n], a copy in cas/); MinIO's client
+# certificate (minio-kes.cert/.key, identity MINIO_IDENTITY_HASH); an admin
+# API key (ADMIN_API_KEY, identity ADMIN_ID); and ENDPOINTS listing the
+# three nodes' API URLs. The caller declares the arrays API, RAFT, NODE_ID.
+e2e_cluster_identities() {
+	local n
+	for n in 1 2 3; do
+		e2e_port "API[$n]"
+		e2e_port "RAFT[$n]"
+		e2e_must "keyraft identity new kes_node$n" \
+			keyraft identity new "kes_node$n" --key "node$n.key" --cert "node$n.cert" --ip 127.0.0.1 --dns localhost
+		NODE_ID[n]=$(keyraft identity of "node$n.cert")
+		cp "node$n.cert" cas/
+	done
+	e2e_must "keyraft identity new minio_server" \
+		keyraft identity new minio_server --key minio-kes.key --cert minio-kes.cert --ip 127.0.0.1 --dns localhost
+	MINIO_IDENTITY_HASH=$(keyraft identity of minio-kes.cert)
+	ADMIN_API_KEY=$(keyraft identity new --json | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
+	ADMIN_ID=$(keyraft identity of "$ADMIN_API_KEY")
+	ENDPOINTS="https://127.0.0.1:${API[1]},https://127.0.0.1:${API[2]},https://127.0.0.1:${API[3]}"
+}
