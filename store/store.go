@@ -128,3 +128,58 @@ func Names(entries []Entry) []string {
 	}
 	return names
 }
+
+// Recoverable is implemented by keystores with a recovery window of their
+// own (AWS Secrets Manager): a deleted entry stays recoverable for a while
+// and is then destroyed by the backend. Keyraft's recovery window
+// (protection.recovery_window) uses it so that the keystore agrees with the
+// cluster on what is deleted. Use the package functions ScheduleDelete,
+// RestoreDeleted and Purge, which fall back to the plain methods for a
+// Store that is not Recoverable: such a store keeps the entry untouched
+// until the cluster purges it.
+type Recoverable interface {
+	// ScheduleDelete makes name unreadable (Get answers ErrNotFound, List
+	// leaves it out) and has the backend destroy it after window, which the
+	// backend may round up to the bounds it supports (AWS: 7 to 30 days).
+	// It returns ErrNotFound if name does not exist or is already scheduled.
+	ScheduleDelete(ctx context.Context, name string, window time.Duration) error
+	// RestoreDeleted cancels a scheduled deletion, so Get reads the value
+	// again. Restoring an entry that is not scheduled for deletion
+	// succeeds; ErrNotFound means the entry is gone for good.
+	RestoreDeleted(ctx context.Context, name string) error
+	// Purge destroys name at once, whether scheduled for deletion or not.
+	// It returns ErrNotFound if name does not exist at all.
+	Purge(ctx context.Context, name string) error
+}
+
+// ScheduleDelete calls st's ScheduleDelete. A Store that is not
+// Recoverable keeps the entry as it is: it returns nil if the entry exists
+// and ErrNotFound otherwise.
+func ScheduleDelete(ctx context.Context, st Store, name string, window time.Duration) error {
+	if r, ok := st.(Recoverable); ok {
+		return r.ScheduleDelete(ctx, name, window)
+	}
+	v, err := st.Get(ctx, name)
+	clear(v)
+	return err
+}
+
+// RestoreDeleted calls st's RestoreDeleted. For a Store that is not
+// Recoverable the entry was never touched: it returns nil if the entry
+// exists and ErrNotFound otherwise.
+func RestoreDeleted(ctx context.Context, st Store, name string) error {
+	if r, ok := st.(Recoverable); ok {
+		return r.RestoreDeleted(ctx, name)
+	}
+	v, err := st.Get(ctx, name)
+	clear(v)
+	return err
+}
+
+// Purge calls st's Purge, or Delete for a Store that is not Recoverable.
+func Purge(ctx context.Context, st Store, name string) error {
+	if r, ok := st.(Recoverable); ok {
+		return r.Purge(ctx, name)
+	}
+	return st.Delete(ctx, name)
+}

@@ -6,6 +6,7 @@ package metered
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/keyraft/keyraft/store"
 )
@@ -24,7 +25,7 @@ var Kinds = []string{Create, Get, Delete, List, Status}
 
 // Store counts the calls made to the store it wraps, failed ones too. It
 // implements store.Versioned (with empty versions when the wrapped store
-// does not). All methods are safe for concurrent use.
+// does not) and store.Recoverable (with the package fallbacks). All methods are safe for concurrent use.
 type Store struct {
 	inner  store.Store
 	counts [5]atomic.Uint64
@@ -32,7 +33,8 @@ type Store struct {
 
 var (
 	_ store.Store     = (*Store)(nil)
-	_ store.Versioned = (*Store)(nil)
+	_ store.Versioned   = (*Store)(nil)
+	_ store.Recoverable = (*Store)(nil)
 )
 
 // New returns a Store counting the calls to inner.
@@ -79,6 +81,24 @@ func (s *Store) GetVersion(ctx context.Context, name string) ([]byte, string, er
 func (s *Store) Delete(ctx context.Context, name string) error {
 	s.count(2)
 	return s.inner.Delete(ctx, name)
+}
+
+// ScheduleDelete counts a delete and calls store.ScheduleDelete.
+func (s *Store) ScheduleDelete(ctx context.Context, name string, window time.Duration) error {
+	s.count(2)
+	return store.ScheduleDelete(ctx, s.inner, name, window)
+}
+
+// RestoreDeleted counts a delete and calls store.RestoreDeleted.
+func (s *Store) RestoreDeleted(ctx context.Context, name string) error {
+	s.count(2)
+	return store.RestoreDeleted(ctx, s.inner, name)
+}
+
+// Purge counts a delete and calls store.Purge.
+func (s *Store) Purge(ctx context.Context, name string) error {
+	s.count(2)
+	return store.Purge(ctx, s.inner, name)
 }
 
 // List counts a listing and calls the wrapped store's List.
