@@ -229,6 +229,11 @@ func checkRecords(tx *bolt.Tx, seal *SealRecord) error {
 			return err
 		}
 	}
+	if tx.Bucket(bucketDeleted) != nil { // older backups have none
+		if err := eachRecord(tx, bucketDeleted, func(k string, d Deletion) error { return scoped("pending deletion", k, d.Name) }); err != nil {
+			return err
+		}
+	}
 	err = eachRecord(tx, bucketMembers, func(k string, m Member) error {
 		if m.ID != k {
 			return badSnapshot("member entry %q holds the record of %q", k, m.ID)

@@ -13,22 +13,24 @@ type Type uint8
 
 // Command types.
 const (
-	TypePutKey          Type = 1  // PutKey
-	TypeRemoveKeys      Type = 2  // RemoveKeys
-	TypePutEnclave      Type = 3  // PutEnclave
-	TypeDeleteEnclave   Type = 4  // DeleteEnclave
-	TypePutPolicy       Type = 5  // PutPolicy
-	TypeDeletePolicy    Type = 6  // DeletePolicy
-	TypeAssignIdentity  Type = 7  // AssignIdentity
-	TypeDeleteIdentity  Type = 8  // DeleteIdentity
-	TypeSetSeal         Type = 9  // SetSeal
-	TypePutMember       Type = 10 // PutMember
-	TypeRemoveMember    Type = 11 // RemoveMember
-	TypeReplacePolicies Type = 12 // ReplacePolicies
-	TypeBarrier         Type = 13 // Barrier (was TouchKeys)
-	TypeReconcileKeys   Type = 15 // ReconcileKeys
-	TypeMarkRestore     Type = 16 // MarkRestore
-	TypeSetProtection   Type = 17 // SetProtection
+	TypePutKey           Type = 1  // PutKey
+	TypeRemoveKeys       Type = 2  // RemoveKeys
+	TypePutEnclave       Type = 3  // PutEnclave
+	TypeDeleteEnclave    Type = 4  // DeleteEnclave
+	TypePutPolicy        Type = 5  // PutPolicy
+	TypeDeletePolicy     Type = 6  // DeletePolicy
+	TypeAssignIdentity   Type = 7  // AssignIdentity
+	TypeDeleteIdentity   Type = 8  // DeleteIdentity
+	TypeSetSeal          Type = 9  // SetSeal
+	TypePutMember        Type = 10 // PutMember
+	TypeRemoveMember     Type = 11 // RemoveMember
+	TypeReplacePolicies  Type = 12 // ReplacePolicies
+	TypeBarrier          Type = 13 // Barrier (was TouchKeys)
+	TypeReconcileKeys    Type = 15 // ReconcileKeys
+	TypeMarkRestore      Type = 16 // MarkRestore
+	TypeSetProtection    Type = 17 // SetProtection
+	TypeScheduleDeletion Type = 18 // ScheduleDeletion
+	TypeEndDeletion      Type = 19 // EndDeletion
 )
 
 // ErrUnknownCommand is returned by Decode for a command type this build does
@@ -245,6 +247,10 @@ func Decode(b []byte) (Command, error) {
 		c = new(MarkRestore)
 	case TypeSetProtection:
 		c = new(SetProtection)
+	case TypeScheduleDeletion:
+		c = new(ScheduleDeletion)
+	case TypeEndDeletion:
+		c = new(EndDeletion)
 	case TypePutEnclave:
 		c = new(PutEnclave)
 	case TypeDeleteEnclave:
@@ -289,6 +295,10 @@ func deref(c Command) Command {
 	case *MarkRestore:
 		return *v
 	case *SetProtection:
+		return *v
+	case *ScheduleDeletion:
+		return *v
+	case *EndDeletion:
 		return *v
 	case *PutEnclave:
 		return *v

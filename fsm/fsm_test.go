@@ -54,6 +54,8 @@ func TestCodecRoundTrip(t *testing.T) {
 		SetSeal{Seal: SealRecord{ID: "abc", Check: []byte{1, 2}}},
 		PutMember{Member: Member{ID: "n1", RaftAddr: "a:1", APIAddr: "b:2"}},
 		RemoveMember{ID: "n1"},
+		ScheduleDeletion{Enclave: "e", Key: Deletion{Name: "k", DeletedAt: t0, DeletedBy: "x", PurgeAt: t0.Add(time.Hour)}},
+		EndDeletion{Enclave: "e", Name: "k", DeletedAt: t0},
 	}
 	for _, c := range cmds {
 		b, err := Encode(c)

@@ -27,6 +27,8 @@ type state struct {
 	revoked map[string]uint64
 	// protected holds the keys protected from deletion, per enclave.
 	protected map[string]map[string]Protection
+	// deleted holds the keys pending deletion, per enclave.
+	deleted map[string]map[string]Deletion
 }
 
 func newState() *state {
@@ -36,6 +38,7 @@ func newState() *state {
 		policies:   map[string]map[string]PolicyRecord{},
 		identities: map[string]map[string]IdentityRecord{},
 		protected:  map[string]map[string]Protection{},
+		deleted:    map[string]map[string]Deletion{},
 		members:    map[string]Member{},
 		removed:    map[string]uint64{},
 		revoked:    map[string]uint64{},
@@ -79,6 +82,9 @@ func (s *state) load(tx *bolt.Tx) error {
 		return err
 	}
 	if err := each(tx, bucketProtected, func(k string, p Protection) { nested(s.protected, enclaveOf(k))[p.Name] = p }); err != nil {
+		return err
+	}
+	if err := each(tx, bucketDeleted, func(k string, d Deletion) { nested(s.deleted, enclaveOf(k))[d.Name] = d }); err != nil {
 		return err
 	}
 	if err := each(tx, bucketPolicies, func(k string, r PolicyRecord) { nested(s.policies, enclaveOf(k))[r.Name] = r }); err != nil {
@@ -148,6 +154,9 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		if !s.hasEnclave(c.Enclave) {
 			return ErrNotFound
 		}
+		if _, ok := s.deleted[c.Enclave][c.Key.Name]; ok {
+			return ErrDeleted
+		}
 		old, ok := s.keys[c.Enclave][c.Key.Name]
 		if ok && c.Create {
 			return ErrExists
@@ -204,9 +213,13 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		for name := range s.protected[c.Name] {
 			ch.del(bucketProtected, ek(c.Name, name))
 		}
+		for name := range s.deleted[c.Name] {
+			ch.del(bucketDeleted, ek(c.Name, name))
+		}
 		ch.do(func() {
 			delete(s.enclaves, c.Name)
 			delete(s.protected, c.Name)
+			delete(s.deleted, c.Name)
 			delete(s.keys, c.Name)
 			delete(s.policies, c.Name)
 			delete(s.identities, c.Name)
@@ -250,6 +263,10 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		return s.planMarkRestore(c, ch)
 	case SetProtection:
 		return s.planSetProtection(c, ch)
+	case ScheduleDeletion:
+		return s.planScheduleDeletion(c, ch)
+	case EndDeletion:
+		return s.planEndDeletion(c, ch)
 	case SetSeal:
 		if s.seal != nil {
 			return ErrExists
