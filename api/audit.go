@@ -38,11 +38,30 @@ func (s *Server) audit(req *request, code int, start time.Time) {
 	if host, _, err := net.SplitHostPort(ip); err == nil {
 		ip = host
 	}
-	b, err := json.Marshal(auditEvent{
+	s.writeAudit(auditEvent{
 		Time:     time.Now().UTC(),
 		Request:  auditRequest{IP: ip, Path: req.URL.Path, Identity: req.identity, Enclave: req.enclave},
 		Response: auditResponse{Code: code, Time: time.Since(start).Milliseconds()},
 	})
+}
+
+// AuditAction records an action the cluster took on its own, not at a
+// client's request (a purge at the end of a recovery window), as an audit
+// line for path with response code 200 and no client IP. Safe for
+// concurrent use.
+func (s *Server) AuditAction(enclave, path, identity string) {
+	if s.auditOut == nil && s.auditStream.Subscribers() == 0 {
+		return
+	}
+	s.writeAudit(auditEvent{
+		Time:     time.Now().UTC(),
+		Request:  auditRequest{Path: path, Identity: identity, Enclave: enclave},
+		Response: auditResponse{Code: 200},
+	})
+}
+
+func (s *Server) writeAudit(ev auditEvent) {
+	b, err := json.Marshal(ev)
 	if err != nil {
 		return // plain strings and numbers always encode
 	}

@@ -30,6 +30,13 @@ type Backend interface {
 	// SetKeyProtection protects a key from deletion or removes the
 	// protection (Keyraft's /v1/key/protect/; admins only).
 	SetKeyProtection(ctx context.Context, enclaveName, name string, protected bool, identity string) error
+	// DeletedKeys lists the keys pending deletion (recovery window) whose
+	// names match pattern, sorted by name.
+	DeletedKeys(enclaveName, pattern string) ([]enclave.PendingDeletion, error)
+	// RestoreKey brings back a key pending deletion; PurgeKey destroys it
+	// now. Both answer kes.ErrKeyNotFound for a key not pending deletion.
+	RestoreKey(ctx context.Context, enclaveName, name, identity string) error
+	PurgeKey(ctx context.Context, enclaveName, name, identity string) error
 	GenerateKey(ctx context.Context, enclaveName, name string, associatedData []byte) (plaintext, ciphertext []byte, err error)
 	Encrypt(ctx context.Context, enclaveName, name string, plaintext, associatedData []byte) ([]byte, error)
 	Decrypt(ctx context.Context, enclaveName, name string, ciphertext, associatedData []byte) ([]byte, error)

@@ -227,6 +227,18 @@ func (b *fakeBackend) SetKeyProtection(context.Context, string, string, bool, st
 	return kes.NewError(501, "not implemented")
 }
 
+func (b *fakeBackend) DeletedKeys(string, string) ([]enclave.PendingDeletion, error) {
+	return nil, kes.NewError(501, "not implemented")
+}
+
+func (b *fakeBackend) RestoreKey(context.Context, string, string, string) error {
+	return kes.NewError(501, "not implemented")
+}
+
+func (b *fakeBackend) PurgeKey(context.Context, string, string, string) error {
+	return kes.NewError(501, "not implemented")
+}
+
 func (b *fakeBackend) DeleteKey(ctx context.Context, enc, name, _ string) error {
 	e, err := b.enter(ctx, enc, name)
 	defer b.mu.Unlock()

@@ -95,6 +95,9 @@ func routeTable() []*route {
 		{method: http.MethodPut, path: "/v1/key/decrypt/", prefix: true, maxBody: maxBody, timeout: s15, counted: true, audited: true, handle: (*Server).decrypt, failMsg: "failed to decrypt ciphertext"},
 		{method: http.MethodPost, path: "/v1/key/bulk/decrypt/", prefix: true, maxBody: maxBody, timeout: s15, counted: true, audited: true, handle: (*Server).bulkDecrypt, failMsg: "failed to decrypt ciphertext"},
 		{method: http.MethodPut, path: "/v1/key/protect/", prefix: true, maxBody: maxBody, timeout: s15, counted: true, audited: true, handle: (*Server).protectKey, failMsg: "failed to change key protection"},
+		{method: http.MethodGet, path: "/v1/key/deleted/", prefix: true, timeout: s15, counted: true, audited: true, handle: (*Server).deletedKeys, failMsg: "failed to list keys"},
+		{method: http.MethodPut, path: "/v1/key/restore/", prefix: true, timeout: s15, counted: true, audited: true, handle: (*Server).restoreKey, failMsg: "failed to restore key"},
+		{method: http.MethodDelete, path: "/v1/key/purge/", prefix: true, timeout: s15, counted: true, audited: true, handle: (*Server).purgeKey, failMsg: "failed to delete key"},
 		{method: http.MethodPut, path: "/v1/key/hmac/", prefix: true, maxBody: maxBody, timeout: s15, counted: true, audited: true, handle: (*Server).hmac, failMsg: "failed to compute HMAC"},
 
 		{method: http.MethodGet, path: "/v1/policy/describe/", prefix: true, timeout: s15, counted: true, audited: true, handle: (*Server).describePolicy, failMsg: "failed to read policy"},

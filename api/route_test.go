@@ -160,8 +160,9 @@ func TestListAPIs(t *testing.T) {
 		Timeout int64  `json:"timeout"`
 	}
 	expectJSON(t, e.admin.get("/v1/api"), &apis)
-	if len(apis) != len(routeTable()) || len(apis) != 24 { // KES's 23 and /v1/key/protect/
-		t.Fatalf("%d APIs, want 24", len(apis))
+	// KES's 23, /v1/key/protect/ and the recovery window's three
+	if len(apis) != len(routeTable()) || len(apis) != 27 {
+		t.Fatalf("%d APIs, want 27", len(apis))
 	}
 	got := map[string]string{}
 	for _, a := range apis {
@@ -183,6 +184,9 @@ func TestListAPIs(t *testing.T) {
 		"/v1/key/decrypt/":           "PUT 1000000 15",
 		"/v1/key/hmac/":              "PUT 1000000 15",
 		"/v1/key/bulk/decrypt/":      "POST 1000000 15",
+		"/v1/key/deleted/":           "GET 0 15",
+		"/v1/key/restore/":           "PUT 0 15",
+		"/v1/key/purge/":             "DELETE 0 15",
 		"/v1/policy/describe/":       "GET 0 15",
 		"/v1/policy/read/":           "GET 0 15",
 		"/v1/policy/list/":           "GET 0 15",

@@ -157,6 +157,9 @@ func (s *Service) execDeleteEnclave(ctx context.Context, op Op) (uint64, error) 
 	if s.cfg.FSM.ProtectedCount(op.Enclave) > 0 {
 		return 0, errEnclaveProtected
 	}
+	if err := s.checkEnclaveDeletable(ctx, op.Enclave); err != nil {
+		return 0, err
+	}
 	if _, err := s.clearNamespace(ctx, op.Enclave); err != nil {
 		return 0, err
 	}

@@ -20,6 +20,7 @@ func (s *Service) Start() {
 	if s.cfg.Cache.Any > 0 {
 		s.loop(s.cfg.Cache.Any, s.revalidate)
 	}
+	s.loop(s.purgeInterval(), s.purgeDue)
 	if every := s.sweepInterval(); every > 0 {
 		s.loop(every, func(context.Context) { s.sweep() })
 	}

@@ -116,6 +116,9 @@ func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
 	if r, ok := s.cfg.FSM.Key(op.Enclave, op.Name); ok {
 		return r.Index, nil
 	}
+	if _, ok := s.cfg.FSM.Deleted(op.Enclave, op.Name); ok {
+		return 0, kes.ErrKeyNotFound
+	}
 	if !s.allowKeystore() {
 		return 0, errReadFailed
 	}
@@ -139,13 +142,18 @@ func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
 		return 0, errReadFailed
 	}
 	defer kv.Zero()
-	return s.replicateKey(ctx, op.Enclave, op.Name, kv, value, version, nil)
+	idx, err := s.replicateKey(ctx, op.Enclave, op.Name, kv, value, version, nil)
+	if errors.Is(err, kes.ErrKeyExists) { // deleted while it was read
+		return idx, kes.ErrKeyNotFound
+	}
+	return idx, err
 }
 
 // replicateKey seals a key's stored value (of the given keystore version)
 // and proposes it, with the key's deletion protection if protect is set.
 // It returns kes.ErrEnclaveNotFound if the enclave was deleted before the
-// apply.
+// apply, kes.ErrKeyExists if the record exists or the name is pending
+// deletion.
 func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv crypto.KeyVersion, value []byte, version string, protect *fsm.Protection) (uint64, error) {
 	sl := s.seal.Load()
 	if sl == nil {
@@ -158,7 +166,7 @@ func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv cry
 	rec.Version = version
 	idx, err := s.propose(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Protect: protect})
 	switch {
-	case errors.Is(err, fsm.ErrExists):
+	case errors.Is(err, fsm.ErrExists), errors.Is(err, fsm.ErrDeleted):
 		return idx, kes.ErrKeyExists
 	case errors.Is(err, fsm.ErrNotFound):
 		return idx, kes.ErrEnclaveNotFound
@@ -197,6 +205,9 @@ func (s *Service) execCreateKey(ctx context.Context, op Op) (uint64, error) {
 	defer unlock()
 	if err := s.enclaveExists(op.Enclave); err != nil {
 		return 0, err
+	}
+	if _, ok := s.cfg.FSM.Deleted(op.Enclave, op.Name); ok {
+		return 0, kes.ErrKeyExists // the name stays reserved until the purge
 	}
 	if !s.allowKeystore() {
 		return 0, errCreateFailed
@@ -274,10 +285,14 @@ func (s *Service) discardCreated(ctx context.Context, op Op, entry string, cause
 }
 
 // execDeleteKey runs on the leader: delete from the keystore, then evict
-// from every node in one apply.
+// from every node in one apply; or, with a recovery window, schedule the
+// deletion (execScheduleDelete).
 func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
 	if s.KeyProtected(op.Enclave, op.Name) {
 		return 0, errKeyProtected
+	}
+	if _, ok := s.cfg.FSM.Deleted(op.Enclave, op.Name); ok {
+		return 0, kes.ErrKeyNotFound
 	}
 	if !s.allowKeystore() {
 		return 0, errDeleteFailed
@@ -285,6 +300,9 @@ func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
 	sn, err := storeName(op.Enclave, op.Name)
 	if err != nil {
 		return 0, err
+	}
+	if s.cfg.RecoveryWindow > 0 {
+		return s.execScheduleDelete(ctx, op, sn)
 	}
 	err = s.cfg.Store.Delete(ctx, sn)
 	s.observeKeystore(err)
@@ -373,7 +391,7 @@ func (s *Service) ListKeys(ctx context.Context, enclave, prefix, continueAt stri
 	names := make([]string, 0, len(all))
 	for _, n := range all {
 		n, ok := strings.CutPrefix(n, sp)
-		if ok && ValidName(n) && n > continueAt {
+		if ok && ValidName(n) && n > continueAt && !s.pendingDeletion(enclave, n) {
 			names = append(names, n)
 		}
 	}

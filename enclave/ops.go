@@ -22,6 +22,10 @@ const (
 	// protection (admins only: see SetKeyProtection).
 	OpProtectKey   OpKind = "protect-key"
 	OpUnprotectKey OpKind = "unprotect-key"
+	// OpRestoreKey and OpPurgeKey restore a key pending deletion or purge
+	// it before its recovery window ends.
+	OpRestoreKey OpKind = "restore-key"
+	OpPurgeKey   OpKind = "purge-key"
 	// OpMarkRecovered asks the leader to mark every key record at or below
 	// Through as unconfirmed (fsm.MarkRestore), so that they are
 	// reconciled with the keystore: sent by a node that recovered from a
@@ -90,6 +94,10 @@ func (op Op) path() string {
 		return "/v1/key/delete/" + op.Name
 	case OpProtectKey, OpUnprotectKey:
 		return "/v1/key/protect/" + op.Name
+	case OpRestoreKey:
+		return "/v1/key/restore/" + op.Name
+	case OpPurgeKey:
+		return "/v1/key/purge/" + op.Name
 	}
 	return ""
 }
@@ -196,6 +204,10 @@ func (s *Service) run(ctx context.Context, op Op) (uint64, error) {
 		return s.execMarkRecovered(ctx, op)
 	case OpProtectKey, OpUnprotectKey:
 		return s.execProtectKey(ctx, op)
+	case OpRestoreKey:
+		return s.execRestoreKey(ctx, op)
+	case OpPurgeKey:
+		return s.execPurgeKey(ctx, op)
 	}
 	return 0, fmt.Errorf("enclave: unknown op %q", op.Kind)
 }

@@ -47,6 +47,9 @@ func (s *Service) keyRecord(ctx context.Context, enclave, name string) (fsm.KeyR
 	for waited := false; ; waited = true {
 		rec, ok, unconfirmed := s.cfg.FSM.ServableKey(enclave, name)
 		if !ok {
+			if s.pendingDeletion(enclave, name) {
+				return fsm.KeyRecord{}, kes.ErrKeyNotFound
+			}
 			if err := s.loadKey(ctx, enclave, name); err != nil {
 				return fsm.KeyRecord{}, err
 			}

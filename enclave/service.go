@@ -79,8 +79,16 @@ type Config struct {
 	// ProtectDeletion lists the key name patterns (policy syntax) whose
 	// keys are protected from deletion when they are created.
 	ProtectDeletion []string
-	Cache           CacheConfig
-	Logger          hclog.Logger
+	// RecoveryWindow, if positive, is how long a deleted key stays
+	// restorable before the leader purges it (see deletion.go); 0 deletes
+	// at once, as KES does.
+	RecoveryWindow time.Duration
+	// Audit, if set, records an action the cluster takes on its own (a
+	// purge at the end of a recovery window) in the audit log, as the API
+	// records requests.
+	Audit  func(enclave, path, identity string)
+	Cache  CacheConfig
+	Logger hclog.Logger
 	// Now returns the current time (tests); default time.Now.
 	Now func() time.Time
 }
@@ -103,6 +111,8 @@ type Service struct {
 	loading singleflight.Group // loadKey: one load request per key per node
 	reads   singleflight.Group // execLoadKey: one keystore read per key on the leader
 	locks   enclaveLocks       // leader: key creates vs. enclave create and delete
+
+	deletions sync.Mutex // leader: restores vs. purges of pending deletions
 
 	reconciling singleflight.Group // one reconciliation of restored keys at a time (reconcile.go)
 

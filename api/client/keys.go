@@ -209,3 +209,33 @@ func (c *Client) ListKeys(ctx context.Context, prefix, continueAt string) ([]str
 func (c *Client) ListAllKeys(ctx context.Context, prefix string) ([]string, error) {
 	return listAll(ctx, prefix, c.ListKeys)
 }
+
+// DeletedKey is a key pending deletion within Keyraft's recovery window.
+type DeletedKey struct {
+	Name      string    `json:"name"`
+	DeletedAt time.Time `json:"deleted_at"`
+	DeletedBy string    `json:"deleted_by,omitempty"`
+	PurgeAt   time.Time `json:"purge_at"`
+}
+
+// DeletedKeys lists the keys pending deletion whose names match pattern
+// ("" for all) (GET /v1/key/deleted/<pattern>, Keyraft only).
+func (c *Client) DeletedKeys(ctx context.Context, pattern string) ([]DeletedKey, error) {
+	var out []DeletedKey
+	err := c.call(ctx, &request{method: "GET", path: resource("/v1/key/deleted/", pattern), enclave: true, idempotent: true}, &out)
+	return out, err
+}
+
+// RestoreKey brings back a key pending deletion, with its old material
+// (PUT /v1/key/restore/<name>, Keyraft only). It returns ErrKeyNotFound if
+// the key is not pending deletion.
+func (c *Client) RestoreKey(ctx context.Context, name string) error {
+	return c.call(ctx, &request{method: "PUT", path: resource("/v1/key/restore/", name), enclave: true}, nil)
+}
+
+// PurgeKey destroys a key pending deletion before its recovery window
+// ends (DELETE /v1/key/purge/<name>, Keyraft only). It returns
+// ErrKeyNotFound if the key is not pending deletion.
+func (c *Client) PurgeKey(ctx context.Context, name string) error {
+	return c.call(ctx, &request{method: "DELETE", path: resource("/v1/key/purge/", name), enclave: true}, nil)
+}

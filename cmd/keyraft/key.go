@@ -30,7 +30,7 @@ The server, credentials and enclave come from the flags or the environment
 	}
 	cmd.AddCommand(newKeyCreateCmd(), newKeyImportCmd(), newKeyInfoCmd(), newKeyLsCmd(),
 		newKeyRmCmd(), newKeyEncryptCmd(), newKeyDecryptCmd(), newKeyDEKCmd(),
-		newKeyProtectCmd(true), newKeyProtectCmd(false))
+		newKeyProtectCmd(true), newKeyProtectCmd(false), newKeyRestoreCmd(), newKeyPurgeCmd())
 	return cmd
 }
 
@@ -134,18 +134,26 @@ func newKeyInfoCmd() *cobra.Command {
 
 func newKeyLsCmd() *cobra.Command {
 	var f *clientFlags
+	var deleted bool
 	cmd := &cobra.Command{
 		Use:     "ls [pattern]",
 		Aliases: []string{"list"},
 		Short:   "List keys",
 		Long: `List the keys whose names start with the pattern (all keys by default).
-A trailing '*' is allowed: 'my*' and 'my' list the same keys.`,
+A trailing '*' is allowed: 'my*' and 'my' list the same keys.
+
+With --deleted, list the keys pending deletion within the server's recovery
+window (Keyraft), with when they were deleted and when they are purged.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if deleted {
+				return runListDeleted(cmd, f, args)
+			}
 			return runList(cmd, f, args, "keys")
 		},
 	}
 	f = addClientFlags(cmd)
+	cmd.Flags().BoolVar(&deleted, "deleted", false, "list keys pending deletion (Keyraft)")
 	return cmd
 }
 

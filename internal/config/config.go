@@ -50,7 +50,15 @@ type Config struct {
 	// protected from deletion when they are created (Keyraft-only section
 	// protection.deletion).
 	ProtectDeletion []string
+	// RecoveryWindow is how long a deleted key stays restorable before it
+	// is purged (Keyraft-only protection.recovery_window; a Go duration or
+	// whole days such as "7d"). 0, the default, deletes at once as KES does.
+	RecoveryWindow time.Duration
 }
+
+// MaxRecoveryWindow is the longest recovery window: AWS Secrets Manager's
+// longest (30 days), so that its own window never ends before Keyraft's.
+const MaxRecoveryWindow = 30 * 24 * time.Hour
 
 // TLS is the tls section. Relative paths are relative to the working directory.
 type TLS struct {
@@ -312,6 +320,13 @@ func fromRaw(raw *rawConfig) (*Config, error) {
 			return nil, fmt.Errorf("config: protection.deletion[%d]: invalid key name pattern %q", i, p)
 		}
 		c.ProtectDeletion = append(c.ProtectDeletion, p)
+	}
+	if c.RecoveryWindow, err = days(&raw.Protection.RecoveryWindow, "protection.recovery_window"); err != nil {
+		return nil, err
+	}
+	if c.RecoveryWindow < 0 || c.RecoveryWindow > MaxRecoveryWindow {
+		return nil, fieldErrf("protection.recovery_window", deref(&raw.Protection.RecoveryWindow).Line,
+			"recovery window %v must be between 0 and 30 days", c.RecoveryWindow)
 	}
 	return c, nil
 }

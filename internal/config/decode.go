@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,7 +63,8 @@ type rawConfig struct {
 	} `yaml:"cluster"`
 	Limits     rawLimits `yaml:"limits"`
 	Protection struct {
-		Deletion []yaml.Node `yaml:"deletion"`
+		Deletion       []yaml.Node `yaml:"deletion"`
+		RecoveryWindow yaml.Node   `yaml:"recovery_window"`
 	} `yaml:"protection"`
 }
 
@@ -161,6 +163,21 @@ func duration(n *yaml.Node, path string, def time.Duration) (time.Duration, erro
 		return 0, fieldErrf(path, deref(n).Line, "invalid duration %q", s)
 	}
 	return d, nil
+}
+
+// days is duration that also takes whole days ("7d").
+func days(n *yaml.Node, path string) (time.Duration, error) {
+	s, set, err := text(n, path)
+	if err != nil || !set {
+		return 0, err
+	}
+	if d, ok := strings.CutSuffix(strings.TrimSpace(s), "d"); ok {
+		if v, perr := strconv.ParseUint(d, 10, 16); perr == nil {
+			return time.Duration(v) * 24 * time.Hour, nil
+		}
+		return 0, fieldErrf(path, deref(n).Line, "invalid duration %q", s)
+	}
+	return duration(n, path, 0)
 }
 
 // boolean parses a YAML 1.1/1.2 boolean (true/false, yes/no, on/off in their

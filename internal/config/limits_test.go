@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestLimitsSection(t *testing.T) {
@@ -54,4 +56,23 @@ func TestProtectionSection(t *testing.T) {
 	}
 	_, err := Parse([]byte(minimal + "protection:\n  deletion: [\"bad[\"]\n"))
 	wantErr(t, err, `config: protection.deletion[0]: invalid key name pattern "bad["`)
+}
+
+func TestRecoveryWindow(t *testing.T) {
+	if c := mustParse(t, minimal); c.RecoveryWindow != 0 {
+		t.Fatalf("default recovery window = %v, want 0 (KES behaviour)", c.RecoveryWindow)
+	}
+	for in, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "90s": 90 * time.Second, "720h": 720 * time.Hour, "0": 0} {
+		if c := mustParse(t, minimal+"protection:\n  recovery_window: "+in+"\n"); c.RecoveryWindow != want {
+			t.Fatalf("recovery_window %s = %v, want %v", in, c.RecoveryWindow, want)
+		}
+	}
+	_, err := Parse([]byte(minimal + "protection:\n  recovery_window: 31d\n"))
+	if err == nil || !strings.Contains(err.Error(), "protection.recovery_window") || !strings.Contains(err.Error(), "between 0 and 30 days") {
+		t.Fatalf("31d: %v", err)
+	}
+	_, err = Parse([]byte(minimal + "protection:\n  recovery_window: soon\n"))
+	if err == nil || !strings.Contains(err.Error(), `invalid duration "soon"`) {
+		t.Fatalf("soon: %v", err)
+	}
 }

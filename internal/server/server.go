@@ -64,6 +64,7 @@ type Server struct {
 	node     *cluster.Node
 	svc      *enclave.Service
 	api      *api.Server
+	auditAPI atomic.Pointer[api.Server] // s.api once it exists, for the enclave service's audit hook
 	http     *http.Server
 	apiLn    net.Listener
 	serveWG  sync.WaitGroup
@@ -125,7 +126,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		Forwarder:       &forwarder{node: func() *cluster.Node { return s.node }, wait: leaderWait},
 		Admin:           cfg.Admin,
 		ProtectDeletion: cfg.ProtectDeletion,
-		Settle:          func(ctx context.Context, index uint64) error { return s.settle(ctx, index) },
+		RecoveryWindow:  cfg.RecoveryWindow,
+		Audit: func(enclave, path, identity string) {
+			if a := s.auditAPI.Load(); a != nil {
+				a.AuditAction(enclave, path, identity)
+			}
+		},
+		Settle: func(ctx context.Context, index uint64) error { return s.settle(ctx, index) },
 		Cache: enclave.CacheConfig{
 			Any: cfg.Cache.Any, Unused: cfg.Cache.Unused, Offline: cfg.Cache.Offline,
 			HealthInterval: opts.HealthInterval,
@@ -321,6 +328,7 @@ func (s *Server) serveAPI(opts Options) error {
 	if err != nil {
 		return err
 	}
+	s.auditAPI.Store(s.api)
 	if err := s.registerMetrics(s.api.Registry()); err != nil {
 		return err
 	}
