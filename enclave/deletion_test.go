@@ -34,6 +34,8 @@ func TestRecoveryWindow(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
 	s.now = clock.now
 	s.cfg.RecoveryWindow = 7 * 24 * time.Hour
+	var audited []string
+	s.cfg.Audit = func(enclave, path, identity string) { audited = append(audited, enclave+" "+path+" "+identity) }
 
 	if err := s.CreateKey(ctx, DefaultEnclave, "k", admin); err != nil {
 		t.Fatal(err)
@@ -94,6 +96,9 @@ func TestRecoveryWindow(t *testing.T) {
 	}
 	if _, ok := f.Deleted(DefaultEnclave, "k"); ok {
 		t.Fatal("deletion still pending after the purge")
+	}
+	if want := "default /v1/key/purge/k " + PurgeIdentity; len(audited) != 1 || audited[0] != want {
+		t.Fatalf("audited %q, want [%q]", audited, want)
 	}
 	if err := s.RestoreKey(ctx, DefaultEnclave, "k", admin); !errors.Is(err, kes.ErrKeyNotFound) {
 		t.Fatalf("restore after the purge: %v", err)

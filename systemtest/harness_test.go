@@ -39,6 +39,7 @@ type testCluster struct {
 	isolation         time.Duration // cluster.isolation_timeout; 0: default
 	offline           time.Duration // cache.expiry.offline of every node
 	protectDeletion   []string      // protection.deletion of every node
+	recoveryWindow    time.Duration // protection.recovery_window of every node
 	logDone           atomic.Bool
 }
 
@@ -118,6 +119,7 @@ func (c *testCluster) config(id, certName string, join []string) *config.Config 
 		Keystore: config.Keystore{FS: &config.FS{Path: c.keystore}},
 
 		ProtectDeletion: c.protectDeletion,
+		RecoveryWindow:  c.recoveryWindow,
 		Cluster: config.Cluster{
 			NodeID:    id,
 			DataDir:   filepath.Join(c.root, "data", id),
