@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -163,7 +164,7 @@ func checkImage(tx *bolt.Tx, liveSeal *SealRecord) (err error) {
 		if err := json.Unmarshal(v, seal); err != nil || seal.ID == "" {
 			return badSnapshot("the seal record is malformed")
 		}
-		if liveSeal != nil && seal.ID != liveSeal.ID {
+		if liveSeal != nil && seal.ID != liveSeal.ID && !slices.Contains(liveSeal.Previous, seal.ID) {
 			return badSnapshot("it was sealed with seal key %s, this cluster's is %s: a backup of another cluster cannot be restored here", seal.ID, liveSeal.ID)
 		}
 	}

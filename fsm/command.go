@@ -13,24 +13,27 @@ type Type uint8
 
 // Command types.
 const (
-	TypePutKey           Type = 1  // PutKey
-	TypeRemoveKeys       Type = 2  // RemoveKeys
-	TypePutEnclave       Type = 3  // PutEnclave
-	TypeDeleteEnclave    Type = 4  // DeleteEnclave
-	TypePutPolicy        Type = 5  // PutPolicy
-	TypeDeletePolicy     Type = 6  // DeletePolicy
-	TypeAssignIdentity   Type = 7  // AssignIdentity
-	TypeDeleteIdentity   Type = 8  // DeleteIdentity
-	TypeSetSeal          Type = 9  // SetSeal
-	TypePutMember        Type = 10 // PutMember
-	TypeRemoveMember     Type = 11 // RemoveMember
-	TypeReplacePolicies  Type = 12 // ReplacePolicies
-	TypeBarrier          Type = 13 // Barrier (was TouchKeys)
-	TypeReconcileKeys    Type = 15 // ReconcileKeys
-	TypeMarkRestore      Type = 16 // MarkRestore
-	TypeSetProtection    Type = 17 // SetProtection
-	TypeScheduleDeletion Type = 18 // ScheduleDeletion
-	TypeEndDeletion      Type = 19 // EndDeletion
+	TypePutKey             Type = 1  // PutKey
+	TypeRemoveKeys         Type = 2  // RemoveKeys
+	TypePutEnclave         Type = 3  // PutEnclave
+	TypeDeleteEnclave      Type = 4  // DeleteEnclave
+	TypePutPolicy          Type = 5  // PutPolicy
+	TypeDeletePolicy       Type = 6  // DeletePolicy
+	TypeAssignIdentity     Type = 7  // AssignIdentity
+	TypeDeleteIdentity     Type = 8  // DeleteIdentity
+	TypeSetSeal            Type = 9  // SetSeal
+	TypePutMember          Type = 10 // PutMember
+	TypeRemoveMember       Type = 11 // RemoveMember
+	TypeReplacePolicies    Type = 12 // ReplacePolicies
+	TypeBarrier            Type = 13 // Barrier (was TouchKeys)
+	TypeReconcileKeys      Type = 15 // ReconcileKeys
+	TypeMarkRestore        Type = 16 // MarkRestore
+	TypeSetProtection      Type = 17 // SetProtection
+	TypeScheduleDeletion   Type = 18 // ScheduleDeletion
+	TypeEndDeletion        Type = 19 // EndDeletion
+	TypeBeginSealRotation  Type = 20 // BeginSealRotation
+	TypeResealKeys         Type = 21 // ResealKeys
+	TypeFinishSealRotation Type = 22 // FinishSealRotation
 )
 
 // ErrUnknownCommand is returned by Decode for a command type this build does
@@ -63,6 +66,10 @@ type KeyRecord struct {
 	Version string `json:"version,omitempty"`
 	// Index is the Raft index that wrote the record; set by Apply.
 	Index uint64 `json:"index"`
+	// Seal is the fingerprint (SealRecord.ID) of the seal key that sealed
+	// Sealed; "" means the cluster's first seal key (records written before
+	// seal keys could rotate).
+	Seal string `json:"seal,omitempty"`
 }
 
 // PutKey stores a key record. It fails with ErrNotFound when the enclave
@@ -175,6 +182,16 @@ type SealRecord struct {
 	// Check is a known plaintext sealed with the key; a node that unseals it
 	// holds the right key.
 	Check []byte `json:"check"`
+	// Entry is the keystore entry that holds the key; "" is the first seal
+	// key's entry (enclave.SealName). Rotated keys have entries of their own.
+	Entry string `json:"entry,omitempty"`
+	// RotatedAt is when the key became the cluster's seal key by a
+	// rotation (zero for the first seal key).
+	RotatedAt time.Time `json:"rotated_at,omitzero"`
+	// Previous lists the fingerprints of the seal keys this cluster used
+	// before, oldest first: backups sealed with them may be restored (their
+	// key records are reloaded from the keystore).
+	Previous []string `json:"previous,omitempty"`
 }
 
 // SetSeal records the cluster's seal key fingerprint. It fails with
@@ -251,6 +268,12 @@ func Decode(b []byte) (Command, error) {
 		c = new(ScheduleDeletion)
 	case TypeEndDeletion:
 		c = new(EndDeletion)
+	case TypeBeginSealRotation:
+		c = new(BeginSealRotation)
+	case TypeResealKeys:
+		c = new(ResealKeys)
+	case TypeFinishSealRotation:
+		c = new(FinishSealRotation)
 	case TypePutEnclave:
 		c = new(PutEnclave)
 	case TypeDeleteEnclave:
@@ -299,6 +322,12 @@ func deref(c Command) Command {
 	case *ScheduleDeletion:
 		return *v
 	case *EndDeletion:
+		return *v
+	case *BeginSealRotation:
+		return *v
+	case *ResealKeys:
+		return *v
+	case *FinishSealRotation:
 		return *v
 	case *PutEnclave:
 		return *v

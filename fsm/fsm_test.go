@@ -56,6 +56,9 @@ func TestCodecRoundTrip(t *testing.T) {
 		RemoveMember{ID: "n1"},
 		ScheduleDeletion{Enclave: "e", Key: Deletion{Name: "k", DeletedAt: t0, DeletedBy: "x", PurgeAt: t0.Add(time.Hour)}},
 		EndDeletion{Enclave: "e", Name: "k", DeletedAt: t0},
+		BeginSealRotation{Next: SealRecord{ID: "b", Check: []byte{3}, Entry: "keyraft.seal.b"}},
+		ResealKeys{Seal: "b", Keys: []ResealedKey{{Enclave: "e", Name: "k", IfIndex: 4, Sealed: []byte{5}}}},
+		FinishSealRotation{ID: "b", At: t0},
 	}
 	for _, c := range cmds {
 		b, err := Encode(c)

@@ -13,6 +13,7 @@ import (
 type state struct {
 	applied    uint64
 	seal       *SealRecord
+	sealNext   *SealRecord // the seal key a rotation in progress moves to
 	enclaves   map[string]EnclaveRecord
 	keys       map[string]map[string]KeyRecord
 	policies   map[string]map[string]PolicyRecord
@@ -67,6 +68,12 @@ func (s *state) load(tx *bolt.Tx) error {
 		s.restore = new(RestoreMarker)
 		if err := json.Unmarshal(v, s.restore); err != nil {
 			return fmt.Errorf("restore marker: %w", err)
+		}
+	}
+	if v := meta.Get(metaSealNext); v != nil {
+		s.sealNext = new(SealRecord)
+		if err := json.Unmarshal(v, s.sealNext); err != nil {
+			return fmt.Errorf("next seal record: %w", err)
 		}
 	}
 	if v := meta.Get(metaSeal); v != nil {
@@ -267,6 +274,12 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		return s.planScheduleDeletion(c, ch)
 	case EndDeletion:
 		return s.planEndDeletion(c, ch)
+	case BeginSealRotation:
+		return s.planBeginSealRotation(c, ch)
+	case ResealKeys:
+		return s.planResealKeys(c, index, ch)
+	case FinishSealRotation:
+		return s.planFinishSealRotation(c, ch)
 	case SetSeal:
 		if s.seal != nil {
 			return ErrExists

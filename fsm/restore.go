@@ -52,6 +52,9 @@ func PrepareRestore(live *FSM, data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, rotating := live.SealNext(); rotating {
+		return nil, badSnapshot("a seal-key rotation is in progress; restore when it has finished")
+	}
 	var liveSeal *SealRecord
 	if base.seal != nil {
 		liveSeal = new(SealRecord)
@@ -124,6 +127,12 @@ func rewriteImage(tx *bolt.Tx, base restoreBase, marker RestoreMarker) error {
 		if err := meta.Put(metaSeal, base.seal); err != nil {
 			return err
 		}
+	}
+	// A backup taken during a seal rotation: the live cluster's seal keys
+	// decide; records sealed with a key it no longer has are reloaded
+	// from the keystore by the reconciliation.
+	if err := meta.Delete(metaSealNext); err != nil {
+		return err
 	}
 	m, err := json.Marshal(marker)
 	if err != nil {

@@ -166,7 +166,8 @@ func (f *FSM) Digest() string {
 		Restore    *RestoreMarker                   `json:",omitempty"`
 		Protected  map[string]map[string]Protection `json:",omitempty"`
 		Deleted    map[string]map[string]Deletion   `json:",omitempty"`
-	}{f.st.seal, f.st.enclaves, nonEmpty(f.st.keys), nonEmpty(f.st.policies), nonEmpty(f.st.identities), f.st.members, f.st.removed, f.st.revoked, f.st.restore, nonEmpty(f.st.protected), nonEmpty(f.st.deleted)}
+		SealNext   *SealRecord                      `json:",omitempty"`
+	}{f.st.seal, f.st.enclaves, nonEmpty(f.st.keys), nonEmpty(f.st.policies), nonEmpty(f.st.identities), f.st.members, f.st.removed, f.st.revoked, f.st.restore, nonEmpty(f.st.protected), nonEmpty(f.st.deleted), f.st.sealNext}
 	b, _ := json.Marshal(view) // maps are marshalled with sorted keys
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])

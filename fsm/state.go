@@ -33,6 +33,9 @@ const (
 	// MembersChanged: a member was added, re-addressed or removed (Name is
 	// its id). Observers re-check who may use the cluster port.
 	MembersChanged
+	// SealChanged: a seal-key rotation began or finished. Nodes load the
+	// seal keys the state now names and drop those it no longer names.
+	SealChanged
 )
 
 // Event tells observers that state changed. Observers run synchronously at
