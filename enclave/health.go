@@ -21,6 +21,7 @@ func (s *Service) Start() {
 		s.loop(s.cfg.Cache.Any, s.revalidate)
 	}
 	s.loop(s.purgeInterval(), s.purgeDue)
+	s.loop(time.Second, func(context.Context) { s.resumeRotation() })
 	if every := s.sweepInterval(); every > 0 {
 		s.loop(every, func(context.Context) { s.sweep() })
 	}

@@ -49,6 +49,10 @@ func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, e
 		e.touch(now)
 		return e, nil
 	}
+	sl, err = s.opener(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
 	plain, err := sl.openBytes(rec.Sealed, sealAD(enclave, name))
 	if err != nil {
 		return nil, internal("unseal key %q of enclave %q: %w", name, enclave, err)
@@ -188,6 +192,7 @@ func (s *Service) sealedRecord(sl *sealer, enclave, name string, kv crypto.KeyVe
 		CreatedAt: kv.CreatedAt,
 		CreatedBy: kv.CreatedBy,
 		Sealed:    sealed,
+		Seal:      sl.id,
 		LoadedAt:  s.now().UTC(),
 	}, nil
 }

@@ -26,6 +26,8 @@ const (
 	// it before its recovery window ends.
 	OpRestoreKey OpKind = "restore-key"
 	OpPurgeKey   OpKind = "purge-key"
+	// OpRotateSeal begins (or resumes) a seal-key rotation.
+	OpRotateSeal OpKind = "rotate-seal"
 	// OpMarkRecovered asks the leader to mark every key record at or below
 	// Through as unconfirmed (fsm.MarkRestore), so that they are
 	// reconciled with the keystore: sent by a node that recovered from a
@@ -98,6 +100,8 @@ func (op Op) path() string {
 		return "/v1/key/restore/" + op.Name
 	case OpPurgeKey:
 		return "/v1/key/purge/" + op.Name
+	case OpRotateSeal:
+		return "/v1/cluster/seal/rotate"
 	}
 	return ""
 }
@@ -208,6 +212,8 @@ func (s *Service) run(ctx context.Context, op Op) (uint64, error) {
 		return s.execRestoreKey(ctx, op)
 	case OpPurgeKey:
 		return s.execPurgeKey(ctx, op)
+	case OpRotateSeal:
+		return s.execRotateSeal(ctx, op)
 	}
 	return 0, fmt.Errorf("enclave: unknown op %q", op.Kind)
 }

@@ -173,7 +173,7 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 		return false, nil, err
 	}
 	defer clear(value)
-	if cur, err := sl.openBytes(rec.Sealed, sealAD(enclave, rec.Name)); err == nil {
+	if cur, err := s.openRecord(ctx, enclave, rec); err == nil {
 		same := subtle.ConstantTimeCompare(cur, value) == 1
 		clear(cur)
 		if same {

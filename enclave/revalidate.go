@@ -115,7 +115,7 @@ func (s *Service) reload(ctx context.Context, enclave string, rec fsm.KeyRecord)
 	defer clear(value)
 	next := rec
 	next.Version = version
-	cur, err := sl.openBytes(rec.Sealed, sealAD(enclave, rec.Name))
+	cur, err := s.openRecord(ctx, enclave, rec)
 	same := err == nil && subtle.ConstantTimeCompare(cur, value) == 1
 	clear(cur)
 	if !same {

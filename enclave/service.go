@@ -105,7 +105,15 @@ type Service struct {
 	log hclog.Logger
 	now func() time.Time
 
-	seal atomic.Pointer[sealer]
+	// seal is the seal key new records are sealed with (the next one on
+	// the leader during a rotation); ring holds every seal key this node
+	// knows, by fingerprint.
+	seal      atomic.Pointer[sealer]
+	ring      sealRing
+	sealLoads singleflight.Group // loadSeal: one load per seal key
+	sealSync  sync.Mutex         // serializes syncSeals
+	fromPeer  atomic.Pointer[SealFromPeer]
+	rotating  atomic.Bool // the leader is re-sealing (sealrotate.go)
 
 	cache   *keyCache
 	loading singleflight.Group // loadKey: one load request per key per node
@@ -170,9 +178,8 @@ func (s *Service) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.wg.Wait()
 	s.cache.clear()
-	if sl := s.seal.Swap(nil); sl != nil {
-		sl.zero()
-	}
+	s.seal.Store(nil)
+	s.ring.clear()
 	return nil
 }
 
@@ -184,6 +191,8 @@ func (s *Service) onEvent(e fsm.Event) {
 		s.cache.evictEnclave(e.Enclave)
 	case fsm.StateRestored:
 		s.cache.clear() // unsealed entries of the replaced state
+	case fsm.SealChanged:
+		go s.syncSeals() // may read the keystore: not in Apply's goroutine
 	}
 }
 

@@ -59,7 +59,7 @@ func validate(op Op) error {
 		if !ValidName(op.Admin) {
 			return InvalidIdentity(op.Admin)
 		}
-	case OpDeleteEnclave, OpMarkRecovered:
+	case OpDeleteEnclave, OpMarkRecovered, OpRotateSeal:
 	case OpWritePolicy:
 		if !ValidName(op.Name) {
 			return InvalidPolicyName(op.Name)

@@ -44,8 +44,12 @@ func (s *Server) rpcHandler() http.Handler {
 		}
 		writeRPC(w, res)
 	})
-	mux.HandleFunc("POST "+rpcSeal, func(w http.ResponseWriter, _ *http.Request) {
-		key, err := s.svc.SealKey()
+	mux.HandleFunc("POST "+rpcSeal, func(w http.ResponseWriter, r *http.Request) {
+		var req sealRequest
+		if !decodeRPC(w, r, &req) {
+			return
+		}
+		key, err := s.svc.SealKey(req.ID)
 		if err != nil {
 			http.Error(w, "sealed", http.StatusServiceUnavailable)
 			return
@@ -82,6 +86,12 @@ func (s *Server) rpcHandler() http.Handler {
 		writeRPC(w, struct{}{})
 	})
 	return mux
+}
+
+// sealRequest asks for the seal key with a fingerprint ("" for the one
+// the member seals with).
+type sealRequest struct {
+	ID string `json:"id,omitempty"`
 }
 
 type sealResponse struct {

@@ -230,10 +230,17 @@ func (s *Server) joinOrBootstrap(ctx context.Context) error {
 			return err
 		}
 	}
-	fromPeer := func(ctx context.Context) ([]byte, error) {
+	fromPeer := func(ctx context.Context, id string) ([]byte, error) {
 		var resp sealResponse
-		err := s.node.CallLeader(ctx, leaderWait, rpcSeal, struct{}{}, &resp)
+		err := s.node.CallLeader(ctx, leaderWait, rpcSeal, sealRequest{ID: id}, &resp)
 		return resp.Key, err
+	}
+	if !s.node.IsLeader() {
+		// A node that was down during a seal rotation must not look for
+		// the retired key its stale state names: catch up first.
+		if err := s.catchUp(ctx); err != nil {
+			return err
+		}
 	}
 	if _, ok := s.fsm.Seal(); ok {
 		if err := s.svc.Unseal(ctx, fromPeer); err != nil {
@@ -247,6 +254,23 @@ func (s *Server) joinOrBootstrap(ctx context.Context) error {
 			return err
 		}
 		return s.applyConfig(ctx)
+	}
+	return nil
+}
+
+// catchUp waits until this node's state has reached the leader's applied
+// index at the time of asking (an FSM index: Raft configuration entries
+// never reach the FSM, so the commit index may be out of its reach).
+func (s *Server) catchUp(ctx context.Context) error {
+	var info cluster.Info
+	if err := s.node.CallLeader(ctx, leaderWait, rpcInfo, struct{}{}, &info); err != nil {
+		s.log.Warn("could not ask the leader how far to catch up; unsealing with the local state", "error", err)
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := s.fsm.WaitApplied(wctx, info.AppliedIndex); err != nil {
+		return fmt.Errorf("server: catching up with the leader (index %d): %w", info.AppliedIndex, err)
 	}
 	return nil
 }
