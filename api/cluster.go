@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/keyraft/keyraft/enclave"
 	"github.com/keyraft/keyraft/internal/kes"
 )
 
@@ -29,6 +30,10 @@ type Cluster interface {
 	SaveSnapshot(ctx context.Context, w io.Writer) error
 	// RestoreSnapshot replaces the replicated state, cluster-wide.
 	RestoreSnapshot(ctx context.Context, r io.Reader) error
+	// RotateSeal begins a seal-key rotation (or joins the one in
+	// progress) on identity's behalf and returns at once with its status;
+	// the leader re-seals in the background.
+	RotateSeal(ctx context.Context, identity string) (enclave.SealStatus, error)
 }
 
 // ClusterMember is a member's identity and addresses.
@@ -44,6 +49,9 @@ type ClusterStatus struct {
 	Leader  string             `json:"leader"`
 	Node    string             `json:"node"`
 	Members []ClusterNodeState `json:"members"`
+	// Seal is the seal key's fingerprint, when it was rotated in, and a
+	// rotation in progress.
+	Seal enclave.SealStatus `json:"seal"`
 }
 
 // ClusterNodeState is one member's state; fields a member did not answer
@@ -69,6 +77,7 @@ func clusterRoutes() []*route {
 		{method: http.MethodDelete, path: "/v1/cluster/remove/", prefix: true, timeout: s60, audited: true, handle: (*Server).clusterRemove, failMsg: "failed to remove the member"},
 		{method: http.MethodGet, path: "/v1/cluster/status", timeout: s15, audited: true, handle: (*Server).clusterStatus, failMsg: "failed to read the cluster status"},
 		{method: http.MethodGet, path: "/v1/cluster/snapshot", timeout: 10 * time.Minute, audited: true, handle: (*Server).clusterSnapshot, failMsg: "failed to save a snapshot"},
+		{method: http.MethodPost, path: "/v1/cluster/seal/rotate", timeout: s60, audited: true, handle: (*Server).clusterRotateSeal, failMsg: "failed to rotate the seal key"},
 		{method: http.MethodPost, path: "/v1/cluster/restore", maxBody: maxSnapshot, timeout: 10 * time.Minute, audited: true, handle: (*Server).clusterRestore, failMsg: "failed to restore the snapshot"},
 	}
 }
@@ -128,6 +137,15 @@ func (s *Server) clusterSnapshot(w http.ResponseWriter, req *request) error {
 	// Once bytes are written a failure can only break the connection;
 	// SaveSnapshot checks everything it can before writing.
 	return s.cluster.SaveSnapshot(req.Context(), w)
+}
+
+func (s *Server) clusterRotateSeal(w http.ResponseWriter, req *request) error {
+	st, err := s.cluster.RotateSeal(req.Context(), req.identity)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, st)
+	return nil
 }
 
 func (s *Server) clusterRestore(w http.ResponseWriter, req *request) error {

@@ -31,6 +31,26 @@ type ClusterStatus struct {
 	Leader  string        `json:"leader"`
 	Node    string        `json:"node"`
 	Members []MemberState `json:"members"`
+	Seal    SealStatus    `json:"seal"`
+}
+
+// SealStatus is the cluster's seal key: its fingerprint, when a rotation
+// made it the seal key, and a rotation in progress (the next key's
+// fingerprint and how many records are still to be re-sealed).
+type SealStatus struct {
+	ID         string    `json:"id"`
+	RotatedAt  time.Time `json:"rotated_at,omitzero"`
+	RotatingTo string    `json:"rotating_to,omitempty"`
+	Remaining  int       `json:"remaining,omitempty"`
+}
+
+// RotateSeal begins a seal-key rotation, or joins the one in progress,
+// and returns its status at once; the leader re-seals in the background
+// (POST /v1/cluster/seal/rotate).
+func (c *Client) RotateSeal(ctx context.Context) (SealStatus, error) {
+	var st SealStatus
+	err := c.call(ctx, &request{method: http.MethodPost, path: "/v1/cluster/seal/rotate", idempotent: true}, &st)
+	return st, err
 }
 
 // ClusterStatus returns the cluster's members, their roles and applied

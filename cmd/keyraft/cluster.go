@@ -26,7 +26,7 @@ identity (or a policy allowing /v1/cluster/...). See docs/operations.md.`,
 	}
 	snap := &cobra.Command{Use: "snapshot", Short: "Save or restore the replicated state", Args: cobra.NoArgs}
 	snap.AddCommand(newSnapshotSaveCmd(), newSnapshotRestoreCmd())
-	cmd.AddCommand(newClusterStatusCmd(), newClusterAddCmd("add"), newClusterAddCmd("join"), newClusterRemoveCmd(), snap)
+	cmd.AddCommand(newClusterStatusCmd(), newClusterAddCmd("add"), newClusterAddCmd("join"), newClusterRemoveCmd(), snap, newRotateSealCmd())
 	return cmd
 }
 
@@ -49,7 +49,8 @@ func newClusterStatusCmd() *cobra.Command {
 			if p.json {
 				return p.JSON(st)
 			}
-			p.Printf("Leader: %s (answered by %s)\n\n", orDash(st.Leader), st.Node)
+			p.Printf("Leader: %s (answered by %s)\n", orDash(st.Leader), st.Node)
+			p.Printf("Seal key: %s\n\n", describeSeal(st.Seal))
 			p.Printf("%-12s %-10s %-22s %-30s %-12s %s\n", "ID", "ROLE", "RAFT", "API", "APPLIED", "LAST CONTACT")
 			for _, m := range st.Members {
 				role := strings.ToLower(m.State)

@@ -107,7 +107,13 @@ func (c clusterAPI) Status(ctx context.Context) (api.ClusterStatus, error) {
 		<-done
 	}
 	st.Members = results
+	st.Seal = s.svc.SealStatus()
 	return st, nil
+}
+
+// RotateSeal begins or joins a seal-key rotation (see enclave.RotateSeal).
+func (c clusterAPI) RotateSeal(ctx context.Context, identity string) (enclave.SealStatus, error) {
+	return c.s.svc.RotateSeal(ctx, identity)
 }
 
 // SaveSnapshot writes this node's replicated state.
