@@ -190,7 +190,8 @@ func (s *Service) onEvent(e fsm.Event) {
 	case fsm.EnclaveDeleted:
 		s.cache.evictEnclave(e.Enclave)
 	case fsm.StateRestored:
-		s.cache.clear() // unsealed entries of the replaced state
+		s.cache.clear()  // unsealed entries of the replaced state
+		go s.syncSeals() // a snapshot may end (or begin) a rotation
 	case fsm.SealChanged:
 		go s.syncSeals() // may read the keystore: not in Apply's goroutine
 	}

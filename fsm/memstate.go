@@ -164,6 +164,9 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		if _, ok := s.deleted[c.Enclave][c.Key.Name]; ok {
 			return ErrDeleted
 		}
+		if !s.sealUsable(c.Key) {
+			return ErrSealInUse
+		}
 		old, ok := s.keys[c.Enclave][c.Key.Name]
 		if ok && c.Create {
 			return ErrExists

@@ -15,7 +15,8 @@ import (
 var metaSealNext = []byte("seal_next")
 
 // ErrSealInUse is returned by FinishSealRotation while a key record is
-// still sealed with another seal key than the next one.
+// still sealed with another seal key than the next one, and by PutKey for
+// a record sealed with a retired seal key.
 var ErrSealInUse = errors.New("fsm: key records are still sealed with the old seal key")
 
 // BeginSealRotation starts a rotation to the seal key Next. It fails with
@@ -82,6 +83,17 @@ func (s *state) sealOf(r KeyRecord) string {
 		return r.Seal
 	}
 	return s.firstSeal()
+}
+
+// sealUsable reports whether a new record is sealed with a key the
+// cluster still holds: its seal key or, during a rotation, the next one.
+// A record sealed with a retired key could never be opened again.
+func (s *state) sealUsable(r KeyRecord) bool {
+	if s.seal == nil {
+		return true
+	}
+	id := s.sealOf(r)
+	return id == s.seal.ID || (s.sealNext != nil && id == s.sealNext.ID)
 }
 
 func (s *state) planBeginSealRotation(c BeginSealRotation, ch *change) error {

@@ -170,8 +170,9 @@ func checkSnapshots(dir string) error {
 	return nil
 }
 
-// checkFSKeystore parses every entry of an fs keystore directory: the seal
-// key must be 32 bytes, every other entry a key version. Temporary files
+// checkFSKeystore parses every entry of an fs keystore directory: seal
+// keys (the first and rotated ones) must be 32 bytes, every other entry a
+// key version. Temporary files
 // and names the fs store ignores are skipped.
 func checkFSKeystore(dir string) error {
 	entries, err := os.ReadDir(dir)
@@ -190,7 +191,7 @@ func checkFSKeystore(dir string) error {
 		if err != nil {
 			return corrupt(path, "unreadable keystore entry", err)
 		}
-		if e.Name() == enclave.SealName {
+		if e.Name() == enclave.SealName || strings.HasPrefix(e.Name(), enclave.SealName+".") { // rotated seal keys
 			if len(b) != 32 {
 				return corrupt(path, fmt.Sprintf("seal key has %d bytes, not 32", len(b)), nil)
 			}
