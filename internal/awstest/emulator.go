@@ -4,6 +4,11 @@
 // proxy in front of it (added latency, AWS error responses, dropped
 // connections, hangs, a "down" mode) that counts calls per operation.
 //
+// kumo has no RestoreSecret action. The Emulator's endpoint (Emulator.URL)
+// is therefore a small front proxy of its own that emulates RestoreSecret
+// with kumo's API (see restorer), so that every client of Emulator.URL,
+// through a Proxy or not, can schedule a secret for deletion and restore it.
+//
 // The emulator is never optional: when the kumo binary cannot be found the
 // test fails with the command that installs it. Tests share one emulator per
 // test binary through Main and Shared, or start their own with NewEmulator.
@@ -37,12 +42,24 @@ const InstallCommand = "GONOSUMDB=github.com/aws/aws-sdk-go-v2/service GOFLAGS=-
 // startTimeout bounds how long StartEmulator waits for the emulator to answer.
 const startTimeout = 30 * time.Second
 
-// Emulator is a running kumo process serving the AWS APIs on 127.0.0.1.
-// Its methods are safe for concurrent use.
+// Emulator is a running kumo process serving the AWS APIs on 127.0.0.1,
+// behind a front proxy that adds RestoreSecret. Its methods are safe for
+// concurrent use.
 type Emulator struct {
-	// URL is the emulator's endpoint, e.g. "http://127.0.0.1:40123".
+	// URL is the emulator's endpoint, e.g. "http://127.0.0.1:40123": the
+	// front proxy, which passes every call on to kumo except the ones it
+	// emulates. RestoreSecret is emulated by this wrapper because kumo
+	// lacks it: a DeleteSecret with a recovery window keeps the secret's
+	// value, and RestoreSecret re-creates the secret from it (see restorer
+	// for the details and the differences from AWS). Point clients here.
 	URL string
+	// KumoURL is kumo's own endpoint. Calls made there bypass the
+	// RestoreSecret emulation: a secret scheduled for deletion there cannot
+	// be restored.
+	KumoURL string
 
+	front    *Proxy    // serves URL
+	restore  *restorer // the front's RestoreSecret emulation
 	cmd      *exec.Cmd
 	out      *limitedBuffer
 	exited   chan struct{} // closed when the process has exited
@@ -157,9 +174,9 @@ func startOnce(ctx context.Context, bin string) (*Emulator, error) {
 		return nil, err
 	}
 	e := &Emulator{
-		URL:    "http://127.0.0.1:" + strconv.Itoa(port),
-		out:    &limitedBuffer{max: 64 << 10},
-		exited: make(chan struct{}),
+		KumoURL: "http://127.0.0.1:" + strconv.Itoa(port),
+		out:     &limitedBuffer{max: 64 << 10},
+		exited:  make(chan struct{}),
 	}
 	cmd := exec.Command(bin, "--host", "127.0.0.1", "--port", strconv.Itoa(port))
 	cmd.Env = emulatorEnv()
@@ -178,6 +195,12 @@ func startOnce(ctx context.Context, bin string) (*Emulator, error) {
 		_ = e.Stop()
 		return nil, fmt.Errorf("%w; emulator output:\n%s", err, e.Output())
 	}
+	e.restore = newRestorer(e.KumoURL)
+	if e.front, err = newProxy(e.KumoURL, e.restore); err != nil {
+		_ = e.Stop()
+		return nil, err
+	}
+	e.URL = e.front.URL
 	return e, nil
 }
 
@@ -205,8 +228,8 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitReady polls the emulator until a ListSecrets call succeeds, the process
-// exits, or startTimeout / ctx ends.
+// waitReady polls kumo until a ListSecrets call succeeds, the process exits,
+// or startTimeout / ctx ends.
 func (e *Emulator) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
@@ -215,14 +238,14 @@ func (e *Emulator) waitReady(ctx context.Context) error {
 	defer tick.Stop()
 	var lastErr error
 	for {
-		if lastErr = Ping(ctx, client, e.URL); lastErr == nil {
+		if lastErr = Ping(ctx, client, e.KumoURL); lastErr == nil {
 			return nil
 		}
 		select {
 		case <-e.exited:
 			return fmt.Errorf("awstest: kumo exited before it was ready: %v", e.waitErr)
 		case <-ctx.Done():
-			return fmt.Errorf("awstest: kumo at %s not ready: %w (last error: %v)", e.URL, ctx.Err(), lastErr)
+			return fmt.Errorf("awstest: kumo at %s not ready: %w (last error: %v)", e.KumoURL, ctx.Err(), lastErr)
 		case <-tick.C:
 		}
 	}
@@ -249,9 +272,14 @@ func Ping(ctx context.Context, client *http.Client, endpoint string) error {
 	return nil
 }
 
-// Stop kills the emulator and waits for it to exit. It is idempotent.
+// Stop closes the front proxy, kills kumo and waits for it to exit. It is
+// idempotent.
 func (e *Emulator) Stop() error {
 	e.stopOnce.Do(func() {
+		if e.front != nil {
+			e.front.close()
+			e.restore.close()
+		}
 		_ = e.cmd.Process.Kill()
 	})
 	select {

@@ -2,7 +2,6 @@ package awstest
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -23,21 +22,30 @@ import (
 // Calls are counted by operation name, the X-Amz-Target header without its
 // service prefix ("CreateSecret", "GetSecretValue", ...). Every request that
 // reaches the handler is counted, faulted or not; connections refused in down
-// mode are not.
+// mode are not. With Record, the request bodies of chosen operations are
+// kept as well.
+//
+// A Proxy forwards every call, RestoreSecret included, to its target. Put
+// it in front of Emulator.URL (not Emulator.KumoURL) so that RestoreSecret,
+// which kumo lacks, is emulated behind it (see Emulator).
 type Proxy struct {
 	// URL is the proxy's endpoint, e.g. "http://127.0.0.1:40124".
 	URL string
 
-	rp  *httputil.ReverseProxy
-	srv *http.Server
-	ln  *downListener
+	rp        *httputil.ReverseProxy
+	srv       *http.Server
+	ln        *downListener
+	transport *http.Transport
+	restore   *restorer // answers the calls kumo lacks; nil = forward everything
 
-	mu       sync.Mutex
-	latency  time.Duration
-	rules    []*rule
-	counts   map[string]int
-	injected int
-	release  chan struct{} // closed by ReleaseHangs
+	mu        sync.Mutex
+	latency   time.Duration
+	rules     []*rule
+	counts    map[string]int
+	recording map[string]bool     // operations whose request bodies are kept
+	requests  map[string][][]byte // kept request bodies by operation
+	injected  int
+	release   chan struct{} // closed by ReleaseHangs
 }
 
 type faultKind int
@@ -123,40 +131,56 @@ type rule struct {
 // 127.0.0.1 port and closes it in t.Cleanup.
 func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
+	p, err := newProxy(target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.close)
+	return p
+}
+
+// newProxy starts a proxy in front of target on a free 127.0.0.1 port. A
+// non-nil restore answers the calls it emulates instead of target.
+func newProxy(target string, restore *restorer) (*Proxy, error) {
 	u, err := url.Parse(target)
 	if err != nil {
-		t.Fatalf("awstest: proxy target %q: %v", target, err)
+		return nil, fmt.Errorf("awstest: proxy target %q: %w", target, err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("awstest: proxy listen: %v", err)
+		return nil, fmt.Errorf("awstest: proxy listen: %w", err)
 	}
 	p := &Proxy{
-		URL:     "http://" + ln.Addr().String(),
-		ln:      &downListener{Listener: ln},
-		counts:  make(map[string]int),
-		release: make(chan struct{}),
-	}
-	transport := &http.Transport{
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     30 * time.Second,
+		URL:       "http://" + ln.Addr().String(),
+		ln:        &downListener{Listener: ln},
+		restore:   restore,
+		counts:    make(map[string]int),
+		recording: make(map[string]bool),
+		requests:  make(map[string][][]byte),
+		release:   make(chan struct{}),
+		transport: &http.Transport{
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     30 * time.Second,
+		},
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.Out.Host = r.In.Host // keep the signed Host header intact
 		},
-		Transport: transport,
+		Transport: p.transport,
 	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(p.ln) }()
-	t.Cleanup(func() {
-		p.ReleaseHangs()
-		_ = p.srv.Close()
-		transport.CloseIdleConnections()
-	})
-	return p
+	return p, nil
+}
+
+// close releases hung calls, stops serving and closes idle connections.
+func (p *Proxy) close() {
+	p.ReleaseHangs()
+	_ = p.srv.Close()
+	p.transport.CloseIdleConnections()
 }
 
 // SetLatency delays every forwarded call by d (0 turns it off).
@@ -224,6 +248,28 @@ func (p *Proxy) Calls(op string) int {
 	return n
 }
 
+// Record makes the proxy keep the request body of every later call of op
+// (an operation name, as counted by Calls), for Requests. Bodies are kept
+// until ResetCalls.
+func (p *Proxy) Record(op string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.recording[op] = true
+}
+
+// Requests returns copies of the kept request bodies of op, oldest first:
+// those of the calls made since Record(op) (and the last ResetCalls) that
+// reached the handler, faulted or not.
+func (p *Proxy) Requests(op string) [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([][]byte, len(p.requests[op]))
+	for i, b := range p.requests[op] {
+		out[i] = bytes.Clone(b)
+	}
+	return out
+}
+
 // Injected returns how many faults the proxy has injected.
 func (p *Proxy) Injected() int {
 	p.mu.Lock()
@@ -231,11 +277,13 @@ func (p *Proxy) Injected() int {
 	return p.injected
 }
 
-// ResetCalls zeroes the call and injection counters.
+// ResetCalls zeroes the call and injection counters and drops the kept
+// request bodies (Record stays in effect).
 func (p *Proxy) ResetCalls() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	clear(p.counts)
+	clear(p.requests)
 	p.injected = 0
 }
 
@@ -249,11 +297,15 @@ func Operation(r *http.Request) string {
 	return target
 }
 
-// pick counts the call and returns the fault to inject, if any.
-func (p *Proxy) pick(op string) (Fault, time.Duration, <-chan struct{}, bool) {
+// pick counts (and, if recording op, keeps) the call and returns the fault
+// to inject, if any.
+func (p *Proxy) pick(op string, body []byte) (Fault, time.Duration, <-chan struct{}, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.counts[op]++
+	if p.recording[op] {
+		p.requests[op] = append(p.requests[op], bytes.Clone(body))
+	}
 	for _, r := range p.rules {
 		if r.remaining == 0 || (r.op != "" && r.op != op) {
 			continue
@@ -281,14 +333,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	// with the server closing it once the answer's headers are written
 	// (golang/go#40747); the transport then tears down the backend
 	// connection and the client gets a truncated 200 answer.
+	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
+		var err error
+		if body, err = io.ReadAll(r.Body); err != nil {
 			return // the client went away
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	fault, latency, release, ok := p.pick(Operation(r))
+	fault, latency, release, ok := p.pick(Operation(r), body)
 	if latency > 0 {
 		timer := time.NewTimer(latency)
 		select {
@@ -299,19 +352,16 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !ok {
-		p.rp.ServeHTTP(w, r)
+		p.forward(w, r, body)
 		return
 	}
 	if fault.forward {
 		// The backend applies the call; its answer is discarded.
-		p.rp.ServeHTTP(httptest.NewRecorder(), r)
+		p.forward(httptest.NewRecorder(), r, body)
 	}
 	switch fault.kind {
 	case faultAPIError:
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		w.Header().Set("X-Amzn-Requestid", "awstest-injected")
-		w.WriteHeader(fault.status)
-		_ = json.NewEncoder(w).Encode(map[string]string{"__type": fault.code, "message": fault.message})
+		writeAWSJSON(w, fault.status, "awstest-injected", map[string]string{"__type": fault.code, "message": fault.message})
 	case faultDrop:
 		hijackClose(w)
 	case faultHang:
@@ -321,6 +371,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		hijackClose(w)
 	}
+}
+
+// forward answers r with the restore emulation if it handles the call, else
+// by passing it on to the target.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+	if p.restore != nil && p.restore.serve(w, r, body) {
+		return
+	}
+	p.rp.ServeHTTP(w, r)
 }
 
 // hijackClose closes the client connection without writing a response.

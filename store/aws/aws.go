@@ -15,6 +15,10 @@
 // the secret's AWSCURRENT version, which changes whenever a new value is put
 // (PutSecretValue, UpdateSecret, a rotation).
 //
+// Store implements store.Recoverable with Secrets Manager's own recovery
+// window: ScheduleDelete deletes with a recovery window of 7 to 30 days,
+// RestoreDeleted restores, Purge force-deletes (see recover.go).
+//
 // Values are never logged.
 package aws
 

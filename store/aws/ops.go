@@ -178,68 +178,150 @@ func (s *Store) getValue(ctx context.Context, id string) ([]byte, string, error)
 
 // Delete force-deletes (no recovery window) the secret for name.
 //
-// Errors: ErrInvalidName; ErrNotFound if the secret did not exist when the
-// call started (checked with DescribeSecret first, because AWS answers a
-// force-delete of a missing secret with success); a wrapped ErrUnreachable
-// when AWS cannot be reached or the deadline passes; any other AWS error as a
-// plain error. If the delete's outcome is uncertain the secret is looked up
-// again: gone means success. Two concurrent Deletes of one secret may both
-// succeed.
+// Errors: ErrInvalidName; ErrNotFound if the secret did not exist, or was
+// scheduled for deletion, when the call started (checked with
+// DescribeSecret first, because AWS answers a force-delete of a missing
+// secret with success); a wrapped ErrUnreachable when AWS cannot be reached
+// or the deadline passes; any other AWS error as a plain error. If the
+// delete's outcome is uncertain the secret is looked up again: gone (or
+// scheduled for deletion) means success. Two concurrent Deletes of one
+// secret may both succeed. Purge also deletes a secret that is scheduled.
 func (s *Store) Delete(ctx context.Context, name string) error {
-	id, err := s.secretID(name)
+	return s.deleteSecret(ctx, name, deletion{verb: "delete", done: notLive})
+}
+
+// deletion is one kind of DeleteSecret call: Delete, ScheduleDelete or Purge.
+type deletion struct {
+	verb string // names the call in messages and logs
+	// days is the recovery window; 0 force-deletes without recovery.
+	days int64
+	// scheduled also deletes a secret that is already scheduled for
+	// deletion; otherwise such a secret is ErrNotFound.
+	scheduled bool
+	// done reports whether a secret found in this state after an uncertain
+	// outcome shows that the call took effect.
+	done func(secretState) bool
+}
+
+// deleteSecret makes one DeleteSecret call as del says, after checking with
+// DescribeSecret that the secret is there (ErrNotFound otherwise). A failure
+// whose outcome is uncertain is settled by looking the secret up again.
+func (s *Store) deleteSecret(ctx context.Context, name string, del deletion) error {
+	c, state, cancel, err := s.begin(ctx, del.verb, name)
+	defer cancel()
 	if err != nil {
 		return err
 	}
-	what := fmt.Sprintf("delete %q", name)
-	callCtx, cancel := s.callContext(ctx)
-	defer cancel()
-
-	exists, err := s.exists(callCtx, id)
-	if err != nil {
-		return wrap(callCtx, what, err)
-	}
-	if !exists {
-		return fmt.Errorf("aws: %s: %w", what, store.ErrNotFound)
+	if state == stateAbsent || (state == stateScheduled && !del.scheduled) {
+		return c.notFound(nil)
 	}
 
-	opCtx, opCancel := recheckContext(callCtx)
+	in := &secretsmanager.DeleteSecretInput{SecretId: &c.id}
+	if del.days > 0 {
+		in.RecoveryWindowInDays = awssdk.Int64(del.days)
+	} else {
+		in.ForceDeleteWithoutRecovery = awssdk.Bool(true)
+	}
+	opCtx, opCancel := recheckContext(c.ctx)
 	defer opCancel()
 	attempts := 0
-	_, err = s.client.DeleteSecret(opCtx, &secretsmanager.DeleteSecretInput{
-		SecretId:                   &id,
-		ForceDeleteWithoutRecovery: awssdk.Bool(true),
-	}, countAttempts(&attempts))
+	_, err = s.client.DeleteSecret(opCtx, in, countAttempts(&attempts))
 	switch {
 	case err == nil:
 		return nil
 	case errorCode(err) == codeResourceNotFound:
 		// It existed a moment ago: an earlier attempt of this call (whose
-		// answer was lost) or a concurrent Delete removed it.
-		s.logger.Debug("secret gone before delete answered", "secret", id, "attempts", attempts)
+		// answer was lost) or a concurrent Delete or Purge removed it.
+		s.logger.Debug("secret gone before "+del.verb+" answered", "secret", c.id, "attempts", attempts)
 		return nil
-	case attempts == 1 && errorCode(err) != "", attempts == 0:
-		return wrap(callCtx, what, err) // rejected as a whole, or never sent
-	case callCtx.Err() != nil || errors.Is(err, context.Canceled):
-		return wrap(callCtx, what, err)
-	}
-	if exists, cerr := s.exists(callCtx, id); cerr == nil && !exists {
-		s.logger.Info("delete confirmed by looking the secret up after an error",
-			"secret", id, "attempts", attempts, "error", err)
+	case del.days > 0 && isDeleting(err) && attempts > 1:
+		// An earlier attempt of this call, whose answer was lost, scheduled it.
+		s.logger.Debug("secret already scheduled for deletion on a retry", "secret", c.id, "attempts", attempts)
 		return nil
+	case del.days > 0 && isDeleting(err):
+		// Scheduled by someone else since the check.
+		return c.notFound(err)
 	}
-	return wrap(callCtx, what, err)
+	return s.settle(c, attempts, err, del.done)
 }
 
-// exists reports whether a secret exists and is not scheduled for deletion.
-func (s *Store) exists(ctx context.Context, id string) (bool, error) {
-	out, err := s.client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: &id})
-	if errorCode(err) == codeResourceNotFound {
-		return false, nil
+// secretCall is one Store method's work on one secret.
+type secretCall struct {
+	id   string          // the secret's name (Prefix + name)
+	verb string          // names the method in logs, e.g. "purge"
+	what string          // names the method and entry in errors, e.g. `purge "k"`
+	ctx  context.Context // the caller's context bounded by the call timeout
+}
+
+// notFound returns ErrNotFound for c, noting cause if not nil.
+func (c secretCall) notFound(cause error) error {
+	if cause != nil {
+		return fmt.Errorf("aws: %s: %w (%v)", c.what, store.ErrNotFound, cause)
 	}
+	return fmt.Errorf("aws: %s: %w", c.what, store.ErrNotFound)
+}
+
+// begin starts verb on the secret for name: it checks name, bounds ctx by
+// the call timeout and looks the secret up with DescribeSecret. The caller
+// must call cancel, also when err is not nil; err is ready to return.
+func (s *Store) begin(ctx context.Context, verb, name string) (secretCall, secretState, context.CancelFunc, error) {
+	id, err := s.secretID(name)
 	if err != nil {
-		return false, err
+		return secretCall{}, stateAbsent, func() {}, err
 	}
-	return out.DeletedDate == nil, nil
+	callCtx, cancel := s.callContext(ctx)
+	c := secretCall{id: id, verb: verb, what: fmt.Sprintf("%s %q", verb, name), ctx: callCtx}
+	state, err := s.state(callCtx, id)
+	if err != nil {
+		return c, state, cancel, wrap(callCtx, c.what, err)
+	}
+	return c, state, cancel, nil
+}
+
+// settle decides a failed call c whose outcome may be uncertain by looking
+// the secret up again: success if done holds for the state found. A call
+// answered with an API error on its only attempt was rejected as a whole,
+// and one never sent (attempts == 0) changed nothing; without time left (or
+// after a cancel) nothing can be checked. Those return the call's error.
+func (s *Store) settle(c secretCall, attempts int, err error, done func(secretState) bool) error {
+	switch {
+	case attempts == 1 && errorCode(err) != "", attempts == 0:
+		return wrap(c.ctx, c.what, err)
+	case c.ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return wrap(c.ctx, c.what, err)
+	}
+	if state, cerr := s.state(c.ctx, c.id); cerr == nil && done(state) {
+		s.logger.Info(c.verb+" confirmed by looking the secret up after an error",
+			"secret", c.id, "attempts", attempts, "error", err)
+		return nil
+	}
+	return wrap(c.ctx, c.what, err)
+}
+
+// secretState is what DescribeSecret says about a secret.
+type secretState int
+
+const (
+	stateAbsent    secretState = iota // no such secret (ResourceNotFound)
+	stateScheduled                    // scheduled for deletion (DeletedDate set)
+	stateLive                         // readable
+)
+
+func notLive(st secretState) bool { return st != stateLive }
+
+// state looks a secret up with one DescribeSecret call.
+func (s *Store) state(ctx context.Context, id string) (secretState, error) {
+	out, err := s.client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: &id})
+	switch {
+	case errorCode(err) == codeResourceNotFound:
+		return stateAbsent, nil
+	case err != nil:
+		return stateAbsent, err
+	case out.DeletedDate != nil:
+		return stateScheduled, nil
+	default:
+		return stateLive, nil
+	}
 }
 
 // List returns the names (Prefix stripped) of all secrets whose name starts

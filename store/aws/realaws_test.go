@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -56,6 +57,50 @@ func TestRealAWS(t *testing.T) {
 	}
 	storetest.RunWith(t, func(t *testing.T) store.Store { return open(t) },
 		storetest.Options{MaxValueSize: maxValueLen})
+	t.Run("Recoverable", func(t *testing.T) { realAWSRecoverable(t, s) })
+}
+
+// realAWSRecoverable checks ScheduleDelete, RestoreDeleted and Purge against
+// real AWS, whose RestoreSecret the emulator tests can only emulate. It
+// purges what it scheduled: deleteAll does not see scheduled secrets.
+func realAWSRecoverable(t *testing.T, s *Store) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t.Cleanup(func() { _ = s.Purge(context.Background(), "recoverable") })
+	value := []byte("cmVjb3ZlcmFibGU=")
+	if err := s.Create(ctx, "recoverable", value); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ScheduleDelete(ctx, "recoverable", time.Minute); err != nil {
+		t.Fatalf("ScheduleDelete: %v", err)
+	}
+	if _, err := s.Get(ctx, "recoverable"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get of a scheduled secret = %v, want ErrNotFound", err)
+	}
+	if err := s.ScheduleDelete(ctx, "recoverable", time.Minute); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second ScheduleDelete = %v, want ErrNotFound", err)
+	}
+	if err := s.RestoreDeleted(ctx, "recoverable"); err != nil {
+		t.Fatalf("RestoreDeleted: %v", err)
+	}
+	if got, err := s.Get(ctx, "recoverable"); err != nil || !bytes.Equal(got, value) {
+		t.Errorf("Get after RestoreDeleted = %q, %v", got, err)
+	}
+	if err := s.RestoreDeleted(ctx, "recoverable"); err != nil {
+		t.Errorf("RestoreDeleted of a live secret = %v, want success", err)
+	}
+	if err := s.ScheduleDelete(ctx, "recoverable", time.Minute); err != nil {
+		t.Fatalf("ScheduleDelete: %v", err)
+	}
+	if err := s.Purge(ctx, "recoverable"); err != nil {
+		t.Fatalf("Purge of a scheduled secret: %v", err)
+	}
+	if err := s.RestoreDeleted(ctx, "never-created"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RestoreDeleted(never-created) = %v, want ErrNotFound", err)
+	}
+	if err := s.Purge(ctx, "never-created"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Purge(never-created) = %v, want ErrNotFound", err)
+	}
 }
 
 // deleteAll removes every secret under s's prefix and closes s.
