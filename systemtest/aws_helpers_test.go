@@ -308,6 +308,7 @@ type awsNode struct {
 type awsNodeOptions struct {
 	cache          config.Cache
 	healthInterval time.Duration
+	recoveryWindow time.Duration // protection.recovery_window
 }
 
 // startAWSNode bootstraps a node with an admin API key on st.
@@ -322,6 +323,8 @@ func startAWSNode(t *testing.T, st store.Store, o awsNodeOptions) *awsNode {
 		TLS:     config.TLS{Cert: nc.certFile, Key: nc.keyFile},
 		Cache:   o.cache,
 		Cluster: config.Cluster{NodeID: "aws-node", DataDir: filepath.Join(dir, "data"), Bootstrap: true},
+
+		RecoveryWindow: o.recoveryWindow,
 	}
 	srv, url := awsServeNode(t, cfg, server.Options{Store: st, HealthInterval: o.healthInterval})
 	return &awsNode{srv: srv, url: url, admin: admin}
