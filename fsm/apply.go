@@ -27,7 +27,7 @@ var (
 // formatVersion is the layout version of the bbolt file and of snapshots.
 const formatVersion = 1
 
-var allBuckets = [][]byte{bucketMeta, bucketEnclaves, bucketKeys, bucketPolicies, bucketIdentities, bucketMembers, bucketRemoved, bucketRevoked, bucketProtected, bucketDeleted}
+var allBuckets = [][]byte{bucketMeta, bucketEnclaves, bucketKeys, bucketPolicies, bucketIdentities, bucketMembers, bucketRemoved, bucketRevoked, bucketProtected, bucketDeleted, bucketVersions}
 
 // ErrFatal marks an Apply failure that must stop the node: an undecodable
 // command or a failed write of the state file. Continuing would let this

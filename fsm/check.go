@@ -230,6 +230,11 @@ func checkRecords(tx *bolt.Tx, seal *SealRecord) error {
 			return err
 		}
 	}
+	if tx.Bucket(bucketVersions) != nil { // older backups have none
+		if err := eachRecord(tx, bucketVersions, func(k string, v KeyVersions) error { return scoped("key versions", k, v.Name) }); err != nil {
+			return err
+		}
+	}
 	if tx.Bucket(bucketDeleted) != nil { // older backups have none
 		if err := eachRecord(tx, bucketDeleted, func(k string, d Deletion) error { return scoped("pending deletion", k, d.Name) }); err != nil {
 			return err

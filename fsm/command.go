@@ -34,6 +34,8 @@ const (
 	TypeBeginSealRotation  Type = 20 // BeginSealRotation
 	TypeResealKeys         Type = 21 // ResealKeys
 	TypeFinishSealRotation Type = 22 // FinishSealRotation
+	TypeAddKeyVersion      Type = 23 // AddKeyVersion
+	TypeSetMinVersion      Type = 24 // SetMinVersion
 )
 
 // ErrUnknownCommand is returned by Decode for a command type this build does
@@ -70,6 +72,11 @@ type KeyRecord struct {
 	// Sealed; "" means the cluster's first seal key (records written before
 	// seal keys could rotate).
 	Seal string `json:"seal,omitempty"`
+	// Versions and MinVersion copy the key's registered versions ≥ 2 and
+	// minimum decryption version (see KeyVersions); Sealed then holds the
+	// keystore values of every version. Empty for a key never rotated.
+	Versions   []VersionInfo `json:"versions,omitempty"`
+	MinVersion int           `json:"min_version,omitempty"`
 }
 
 // PutKey stores a key record. It fails with ErrNotFound when the enclave
@@ -90,10 +97,13 @@ type PutKey struct {
 	Protect *Protection `json:"protect,omitempty"`
 }
 
-// RemoveKeys removes key records (a delete, or a cache eviction).
+// RemoveKeys removes key records (a delete, or a cache eviction). With
+// Forget set (a delete) the keys' registered versions go too; an eviction
+// keeps them, so the key loads again with every version.
 type RemoveKeys struct {
 	Enclave string   `json:"enclave"`
 	Names   []string `json:"names"`
+	Forget  bool     `json:"forget,omitempty"`
 }
 
 // Barrier changes nothing: the leader applies one to know that it has
@@ -274,6 +284,10 @@ func Decode(b []byte) (Command, error) {
 		c = new(ResealKeys)
 	case TypeFinishSealRotation:
 		c = new(FinishSealRotation)
+	case TypeAddKeyVersion:
+		c = new(AddKeyVersion)
+	case TypeSetMinVersion:
+		c = new(SetMinVersion)
 	case TypePutEnclave:
 		c = new(PutEnclave)
 	case TypeDeleteEnclave:
@@ -328,6 +342,10 @@ func deref(c Command) Command {
 	case *ResealKeys:
 		return *v
 	case *FinishSealRotation:
+		return *v
+	case *AddKeyVersion:
+		return *v
+	case *SetMinVersion:
 		return *v
 	case *PutEnclave:
 		return *v

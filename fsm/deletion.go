@@ -43,6 +43,9 @@ type EndDeletion struct {
 	Enclave   string    `json:"enclave"`
 	Name      string    `json:"name"`
 	DeletedAt time.Time `json:"deleted_at"`
+	// Purged is set when the key was destroyed (not restored): its
+	// registered versions go too.
+	Purged bool `json:"purged,omitempty"`
 }
 
 // Type returns TypeScheduleDeletion.
@@ -76,6 +79,9 @@ func (s *state) planEndDeletion(c EndDeletion, ch *change) error {
 	}
 	ch.del(bucketDeleted, ek(c.Enclave, c.Name))
 	ch.do(func() { delete(s.deleted[c.Enclave], c.Name) })
+	if c.Purged {
+		s.forgetVersions(c.Enclave, c.Name, ch)
+	}
 	return nil
 }
 

@@ -59,6 +59,8 @@ func TestCodecRoundTrip(t *testing.T) {
 		BeginSealRotation{Next: SealRecord{ID: "b", Check: []byte{3}, Entry: "keyraft.seal.b"}},
 		ResealKeys{Seal: "b", Keys: []ResealedKey{{Enclave: "e", Name: "k", IfIndex: 4, Sealed: []byte{5}}}},
 		FinishSealRotation{ID: "b", At: t0},
+		AddKeyVersion{Enclave: "e", Version: VersionInfo{Version: 2, CreatedAt: t0}, Key: key("k"), IfIndex: 7},
+		SetMinVersion{Enclave: "e", Name: "k", MinVersion: 2},
 	}
 	for _, c := range cmds {
 		b, err := Encode(c)

@@ -30,6 +30,8 @@ type state struct {
 	protected map[string]map[string]Protection
 	// deleted holds the keys pending deletion, per enclave.
 	deleted map[string]map[string]Deletion
+	// versions holds the rotated keys' versions, per enclave.
+	versions map[string]map[string]KeyVersions
 }
 
 func newState() *state {
@@ -40,6 +42,7 @@ func newState() *state {
 		identities: map[string]map[string]IdentityRecord{},
 		protected:  map[string]map[string]Protection{},
 		deleted:    map[string]map[string]Deletion{},
+		versions:   map[string]map[string]KeyVersions{},
 		members:    map[string]Member{},
 		removed:    map[string]uint64{},
 		revoked:    map[string]uint64{},
@@ -92,6 +95,9 @@ func (s *state) load(tx *bolt.Tx) error {
 		return err
 	}
 	if err := each(tx, bucketDeleted, func(k string, d Deletion) { nested(s.deleted, enclaveOf(k))[d.Name] = d }); err != nil {
+		return err
+	}
+	if err := each(tx, bucketVersions, func(k string, v KeyVersions) { nested(s.versions, enclaveOf(k))[v.Name] = v }); err != nil {
 		return err
 	}
 	if err := each(tx, bucketPolicies, func(k string, r PolicyRecord) { nested(s.policies, enclaveOf(k))[r.Name] = r }); err != nil {
@@ -167,6 +173,9 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		if !s.sealUsable(c.Key) {
 			return ErrSealInUse
 		}
+		if !s.versionsMatch(c.Enclave, c.Key) {
+			return ErrVersionsChanged
+		}
 		old, ok := s.keys[c.Enclave][c.Key.Name]
 		if ok && c.Create {
 			return ErrExists
@@ -192,6 +201,9 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 				continue
 			}
 			found = true
+			if c.Forget {
+				s.forgetVersions(c.Enclave, name, ch)
+			}
 			ch.del(bucketKeys, ek(c.Enclave, name))
 			ch.do(func() { delete(s.keys[c.Enclave], name) })
 			ch.emit(Event{Kind: KeyRemoved, Enclave: c.Enclave, Name: name})
@@ -226,10 +238,14 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		for name := range s.deleted[c.Name] {
 			ch.del(bucketDeleted, ek(c.Name, name))
 		}
+		for name := range s.versions[c.Name] {
+			ch.del(bucketVersions, ek(c.Name, name))
+		}
 		ch.do(func() {
 			delete(s.enclaves, c.Name)
 			delete(s.protected, c.Name)
 			delete(s.deleted, c.Name)
+			delete(s.versions, c.Name)
 			delete(s.keys, c.Name)
 			delete(s.policies, c.Name)
 			delete(s.identities, c.Name)
@@ -283,6 +299,10 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		return s.planResealKeys(c, index, ch)
 	case FinishSealRotation:
 		return s.planFinishSealRotation(c, ch)
+	case AddKeyVersion:
+		return s.planAddKeyVersion(c, index, ch)
+	case SetMinVersion:
+		return s.planSetMinVersion(c, index, ch)
 	case SetSeal:
 		if s.seal != nil {
 			return ErrExists

@@ -163,11 +163,12 @@ func (f *FSM) Digest() string {
 		Members    map[string]Member
 		Removed    map[string]uint64
 		Revoked    map[string]uint64
-		Restore    *RestoreMarker                   `json:",omitempty"`
-		Protected  map[string]map[string]Protection `json:",omitempty"`
-		Deleted    map[string]map[string]Deletion   `json:",omitempty"`
-		SealNext   *SealRecord                      `json:",omitempty"`
-	}{f.st.seal, f.st.enclaves, nonEmpty(f.st.keys), nonEmpty(f.st.policies), nonEmpty(f.st.identities), f.st.members, f.st.removed, f.st.revoked, f.st.restore, nonEmpty(f.st.protected), nonEmpty(f.st.deleted), f.st.sealNext}
+		Restore    *RestoreMarker                    `json:",omitempty"`
+		Protected  map[string]map[string]Protection  `json:",omitempty"`
+		Deleted    map[string]map[string]Deletion    `json:",omitempty"`
+		SealNext   *SealRecord                       `json:",omitempty"`
+		Versions   map[string]map[string]KeyVersions `json:",omitempty"`
+	}{f.st.seal, f.st.enclaves, nonEmpty(f.st.keys), nonEmpty(f.st.policies), nonEmpty(f.st.identities), f.st.members, f.st.removed, f.st.revoked, f.st.restore, nonEmpty(f.st.protected), nonEmpty(f.st.deleted), f.st.sealNext, nonEmpty(f.st.versions)}
 	b, _ := json.Marshal(view) // maps are marshalled with sorted keys
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
