@@ -31,12 +31,24 @@
 #   DECRYPT_DURATION [10s]  the decrypt bench's window
 #   SETTLE [5]        seconds to wait before reading RSS after a phase
 #   KEEP []           non-empty: keep the temporary directory (logs, data)
+#   ROTATE []         non-empty: also rotate the seal key under load (below)
+#   ROTATE_DURATION [60s]  that phase's decrypt bench window
+#
+# With ROTATE set, after the decrypt bench a second decrypt bench over all
+# keys and all nodes (--failover: every worker fails over between the
+# nodes, as MinIO does) runs while `keyraft cluster rotate-seal` re-seals every
+# key record; a follower is stopped (SIGTERM) as soon as the rotation has
+# begun and started again. It prints how long the rotation took and the
+# bench's errors, and fails unless they are 0 and every node ends with the
+# new seal key.
 set -euo pipefail
 
 N=${N:-100000}
 DECRYPT_DURATION=${DECRYPT_DURATION:-10s}
 SETTLE=${SETTLE:-5}
 KEEP=${KEEP:-}
+ROTATE=${ROTATE:-}
+ROTATE_DURATION=${ROTATE_DURATION:-60s}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 for tool in go curl jq; do
@@ -387,6 +399,56 @@ for n in 1 2 3; do
 	UNSEALED[$n]=$(metric "$n" keyraft_cache_unsealed_keys)
 done
 log "RSS after decrypt (KiB): ${RSS2[1]} ${RSS2[2]} ${RSS2[3]}; unsealed keys ${UNSEALED[1]} ${UNSEALED[2]} ${UNSEALED[3]}"
+
+# ---------------------------------------------------------------------------
+# Seal-key rotation under load (ROTATE).
+# rotated <seal>: every node reports <seal> as its seal key, no rotation.
+rotated() {
+	local n
+	for n in 1 2 3; do
+		kcurl "$n" /v1/cluster/status | jq -e --arg s "$1" '.seal.id == $s and (.seal.rotating_to // "") == ""' >/dev/null || return 1
+	done
+}
+if [ -n "$ROTATE" ]; then
+	# The bench first answers "exists" for every key and seals a data key
+	# per key; its window starts at start_at, after that set-up.
+	start_at=$(($(date +%s) + 15 + N / 400))
+	log "seal rotation: decrypt bench over all keys and nodes for $ROTATE_DURATION from $(date -d "@$start_at" +%T)"
+	"$KR" bench --keys "$N" --name scale --op decrypt --duration "$ROTATE_DURATION" --server "$ENDPOINTS" \
+		--start-at "$start_at" --failover --json >"$W/rotate.json" 2>"$W/rotate.err" &
+	BENCH=$!
+	EXTRA_PIDS+=("$BENCH")
+	while (($(date +%s) < start_at + 3)); do
+		kill -0 "$BENCH" 2>/dev/null || { cat "$W/rotate.err" >&2; die "the rotation's bench stopped early"; }
+		sleep 0.2
+	done
+	OLD_SEAL=$(kcurl 1 /v1/cluster/status | jq -r .seal.id)
+	t0=$(now_ms)
+	"$KR" cluster rotate-seal --no-wait --json --server "$ENDPOINTS" >"$W/rotate-begin.json"
+	NEW_SEAL=$(jq -r .rotating_to "$W/rotate-begin.json")
+	[ -n "$NEW_SEAL" ] && [ "$NEW_SEAL" != null ] || die "rotate-seal did not begin a rotation: $(cat "$W/rotate-begin.json")"
+	L=$(leader) || die "no leader"
+	ROT_NODE=$((L % 3 + 1))
+	stop_node "$ROT_NODE"
+	ROT_STOPPED=$(($(now_ms) - t0))
+	start_node "$ROT_NODE"
+	wait_for 600 - rotated "$NEW_SEAL"
+	ROT_MS=$(($(now_ms) - t0))
+	wait_for 600 "$ROT_NODE" ready "$ROT_NODE"
+	rc=0
+	wait "$BENCH" || rc=$?
+	EXTRA_PIDS=()
+	((rc == 0)) || { cat "$W/rotate.err" >&2; die "the rotation's bench failed"; }
+	ROT_REQ=$(jq .requests "$W/rotate.json")
+	ROT_ERR=$(jq .errors "$W/rotate.json")
+	ROT_P99=$(jq .p99_ms "$W/rotate.json")
+	log "seal rotation $OLD_SEAL -> $NEW_SEAL: $N key records re-sealed, every node on the new key $(secs "$ROT_MS")s after rotate-seal;" \
+		"node$ROT_NODE stopped $(secs "$ROT_STOPPED")s into the rotation and started again;" \
+		"bench: $ROT_REQ requests, $ROT_ERR errors, p99 $ROT_P99 ms"
+	wait_for 30 - test ! -e "$W/keys/keyraft.seal" # removed once every member applied the finish
+	[ "$ROT_ERR" = 0 ] || die "$ROT_ERR requests failed during the seal rotation: $(jq -c .error_samples "$W/rotate.json")"
+	wait_for 60 - cluster_formed
+fi
 
 # ---------------------------------------------------------------------------
 # Restart-to-serving. A ciphertext is made on the node (key in the middle of

@@ -28,12 +28,15 @@ type benchResult struct {
 	Seconds       float64 `json:"seconds"`        // the measured window
 	Requests      int64   `json:"requests"`       // successful requests in the window
 	Errors        int64   `json:"errors"`
-	Dropped       int64   `json:"dropped"` // open loop: not sent, every worker busy
-	Late          int64   `json:"late"`    // open loop: sent more than 1 ms after due
-	PerSecond     float64 `json:"requests_per_second"`
-	P50ms         float64 `json:"p50_ms"`
-	P99ms         float64 `json:"p99_ms"`
-	MaxMs         float64 `json:"max_ms"`
+	// ErrorSamples counts the failed requests by error message (up to a
+	// few distinct messages per worker; the rest as "(other errors)").
+	ErrorSamples map[string]int64 `json:"error_samples,omitempty"`
+	Dropped      int64            `json:"dropped"` // open loop: not sent, every worker busy
+	Late         int64            `json:"late"`    // open loop: sent more than 1 ms after due
+	PerSecond    float64          `json:"requests_per_second"`
+	P50ms        float64          `json:"p50_ms"`
+	P99ms        float64          `json:"p99_ms"`
+	MaxMs        float64          `json:"max_ms"`
 	// StartLateSeconds is how much later than --start-at the load started
 	// because the set-up took longer.
 	StartLateSeconds float64 `json:"start_late_seconds,omitempty"`
@@ -57,6 +60,7 @@ type benchOptions struct {
 	rate, churn       float64
 	pids, startAt     string
 	http1, metrics    bool
+	failover          bool
 }
 
 func newBenchCmd() *cobra.Command {
@@ -81,6 +85,11 @@ answered (closed loop). --rate R sends R requests/s in total on a fixed
 schedule instead (open loop): latency counts from each request's due time,
 a request due while all --concurrency workers are busy is dropped, and one
 sent more than 1 ms after its due time is late.
+
+Each worker sends to one --server endpoint (workers spread over them);
+with --failover every worker uses all of them and fails over to the next
+when one does not answer, as MinIO does, so a node that stops costs no
+failed request.
 
 --warmup runs the load before the measured window without counting it.
 --start-at holds the load back until a given time, so that several bench
@@ -129,6 +138,7 @@ Left-over churn keys of an interrupted run are deleted before the load.`,
 	fs.IntVar(&o.keys, "keys", 1, "number of keys: <name>-0 … <name>-(N-1); 1 uses <name>")
 	fs.StringVar(&o.dist, "dist", "uniform", "how a request picks its key: uniform or zipf (s=1.1)")
 	fs.BoolVar(&o.http1, "http1", false, "use HTTP/1.1 instead of HTTP/2")
+	fs.BoolVar(&o.failover, "failover", false, "every worker uses every --server endpoint, failing over (as MinIO does), instead of one each")
 	fs.Float64Var(&o.rate, "rate", 0, "open loop: requests per second in total (0: closed loop)")
 	fs.Float64Var(&o.churn, "churn", 0, "beside the load, create and delete keys <name>-churn-<n> at this many operations per second")
 	fs.DurationVar(&o.warmup, "warmup", 0, "run the load this long before the measured window")
@@ -224,6 +234,9 @@ func (o benchOptions) run(ctx context.Context, f *clientFlags) (benchResult, err
 			return benchResult{}, err
 		}
 		c := nodes[w%len(nodes)]
+		if o.failover {
+			c = base // every endpoint, failing over as MinIO does
+		}
 		ops[w] = func(ctx context.Context, i int) error {
 			k := pick()
 			if o.op == "generate" || (o.op == "mixed" && (w+i)%2 == 0) {

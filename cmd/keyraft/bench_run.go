@@ -32,18 +32,20 @@ type benchPlan struct {
 
 // runStats is what a run measured within its window.
 type runStats struct {
-	elapsed time.Duration   // length of the measured window
-	lat     []time.Duration // latencies of the successful requests, sorted
-	errors  int64           // failed requests
-	dropped int64           // open loop: scheduled requests not sent, every worker being busy
-	late    int64           // open loop: requests sent more than lateThreshold after their scheduled time
-	churn   churnStats      // the churn operations due in the window
+	elapsed time.Duration    // length of the measured window
+	lat     []time.Duration  // latencies of the successful requests, sorted
+	errors  int64            // failed requests
+	samples map[string]int64 // failed requests by error message (a few distinct ones)
+	dropped int64            // open loop: scheduled requests not sent, every worker being busy
+	late    int64            // open loop: requests sent more than lateThreshold after their scheduled time
+	churn   churnStats       // the churn operations due in the window
 }
 
 // summarize fills the request count, rate and latency fields of res.
 func (s runStats) summarize(res *benchResult) {
 	res.Seconds = s.elapsed.Seconds()
 	res.Requests, res.Errors = int64(len(s.lat)), s.errors
+	res.ErrorSamples = s.samples
 	res.Dropped, res.Late = s.dropped, s.late
 	if n := len(s.lat); n > 0 {
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -54,8 +56,25 @@ func (s runStats) summarize(res *benchResult) {
 
 // workerStats is one worker's share of runStats.
 type workerStats struct {
-	lat    []time.Duration
-	errors int64
+	lat     []time.Duration
+	errors  int64
+	samples map[string]int64
+}
+
+// maxErrorSamples bounds the distinct error messages a worker keeps.
+const maxErrorSamples = 8
+
+// fail counts a failed request and keeps its message among the samples.
+func (w *workerStats) fail(err error) {
+	w.errors++
+	msg := err.Error()
+	if _, ok := w.samples[msg]; !ok && len(w.samples) >= maxErrorSamples {
+		msg = "(other errors)"
+	}
+	if w.samples == nil {
+		w.samples = map[string]int64{}
+	}
+	w.samples[msg]++
 }
 
 // merge combines the workers' results.
@@ -64,6 +83,12 @@ func merge(ws []workerStats, elapsed time.Duration) runStats {
 	for _, w := range ws {
 		s.lat = append(s.lat, w.lat...)
 		s.errors += w.errors
+		for msg, n := range w.samples {
+			if s.samples == nil {
+				s.samples = map[string]int64{}
+			}
+			s.samples[msg] += n
+		}
 	}
 	slices.Sort(s.lat)
 	return s
@@ -164,7 +189,7 @@ func runClosed(ctx context.Context, p benchPlan, ops []benchOp) (runStats, error
 					continue
 				}
 				if err != nil {
-					ws.errors++
+					ws.fail(err)
 					continue
 				}
 				ws.lat = append(ws.lat, clock.now()-t)
@@ -225,7 +250,7 @@ func runOpen(ctx context.Context, p benchPlan, ops []benchOp) (runStats, error) 
 				switch {
 				case !j.measured || ctx.Err() != nil:
 				case err != nil:
-					ws.errors++
+					ws.fail(err)
 				default:
 					ws.lat = append(ws.lat, clock.now()-j.due)
 				}
