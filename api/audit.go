@@ -18,6 +18,9 @@ type auditRequest struct {
 	Path     string `json:"path"`
 	Identity string `json:"identity"`
 	Enclave  string `json:"enclave,omitempty"`
+	// Version is the key version the request used, when it is 2 or more
+	// (Keyraft's key versions; absent for version 1, as KES writes it).
+	Version int `json:"version,omitempty"`
 }
 
 type auditResponse struct {
@@ -40,7 +43,7 @@ func (s *Server) audit(req *request, code int, start time.Time) {
 	}
 	s.writeAudit(auditEvent{
 		Time:     time.Now().UTC(),
-		Request:  auditRequest{IP: ip, Path: req.URL.Path, Identity: req.identity, Enclave: req.enclave},
+		Request:  auditRequest{IP: ip, Path: req.URL.Path, Identity: req.identity, Enclave: req.enclave, Version: req.version},
 		Response: auditResponse{Code: code, Time: time.Since(start).Milliseconds()},
 	})
 }

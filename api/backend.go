@@ -40,7 +40,15 @@ type Backend interface {
 	GenerateKey(ctx context.Context, enclaveName, name string, associatedData []byte) (plaintext, ciphertext []byte, err error)
 	Encrypt(ctx context.Context, enclaveName, name string, plaintext, associatedData []byte) ([]byte, error)
 	Decrypt(ctx context.Context, enclaveName, name string, ciphertext, associatedData []byte) ([]byte, error)
-	HMAC(ctx context.Context, enclaveName, name string, message []byte) ([]byte, error)
+	// HMAC uses the HMAC key of version 1 (stable across rotations), or
+	// of version when it is positive.
+	HMAC(ctx context.Context, enclaveName, name string, message []byte, version int) ([]byte, error)
+	// RotateKey adds a key version and returns its number; SetMinVersion
+	// sets the lowest version that may decrypt; Rewrap re-encrypts a
+	// ciphertext under the newest version (Keyraft's key versions).
+	RotateKey(ctx context.Context, enclaveName, name, identity string) (int, error)
+	SetMinVersion(ctx context.Context, enclaveName, name string, minVersion int, identity string) error
+	Rewrap(ctx context.Context, enclaveName, name string, ciphertext, associatedData []byte) ([]byte, error)
 
 	DescribePolicy(ctx context.Context, enclaveName, name string) (enclave.PolicyInfo, error)
 	ReadPolicy(ctx context.Context, enclaveName, name string) (enclave.Policy, error)

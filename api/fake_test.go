@@ -227,6 +227,18 @@ func (b *fakeBackend) SetKeyProtection(context.Context, string, string, bool, st
 	return kes.NewError(501, "not implemented")
 }
 
+func (b *fakeBackend) RotateKey(context.Context, string, string, string) (int, error) {
+	return 0, kes.NewError(501, "not implemented")
+}
+
+func (b *fakeBackend) SetMinVersion(context.Context, string, string, int, string) error {
+	return kes.NewError(501, "not implemented")
+}
+
+func (b *fakeBackend) Rewrap(context.Context, string, string, []byte, []byte) ([]byte, error) {
+	return nil, kes.NewError(501, "not implemented")
+}
+
 func (b *fakeBackend) DeletedKeys(string, string) ([]enclave.PendingDeletion, error) {
 	return nil, kes.NewError(501, "not implemented")
 }
@@ -288,7 +300,7 @@ func (b *fakeBackend) Decrypt(ctx context.Context, enc, name string, ciphertext,
 	return p, nil
 }
 
-func (b *fakeBackend) HMAC(ctx context.Context, enc, name string, msg []byte) ([]byte, error) {
+func (b *fakeBackend) HMAC(ctx context.Context, enc, name string, msg []byte, _ int) ([]byte, error) {
 	k, err := b.key(ctx, enc, name)
 	if err != nil {
 		return nil, err

@@ -93,7 +93,11 @@ func (s *Server) describeKey(w http.ResponseWriter, req *request) error {
 		CreatedAt time.Time `json:"created_at"`
 		CreatedBy string    `json:"created_by,omitempty"`
 		Protected bool      `json:"deletion_protected,omitempty"` // Keyraft only
-	}{info.Name, info.Algorithm, info.CreatedAt, info.CreatedBy, info.Protected})
+		// Keyraft's key versions, for a rotated key only (absent
+		// otherwise, so KES clients decode it unchanged).
+		Versions   []versionJSON `json:"versions,omitempty"`
+		MinVersion int           `json:"min_version,omitempty"`
+	}{info.Name, info.Algorithm, info.CreatedAt, info.CreatedBy, info.Protected, versionsJSON(info.Versions), info.MinVersion})
 	return nil
 }
 
@@ -182,6 +186,7 @@ func (s *Server) generateKey(w http.ResponseWriter, req *request) error {
 	if err != nil {
 		return err
 	}
+	req.noteVersion(ciphertext)
 	defer clear(plaintext)
 	out := b64Object(b64Field{"plaintext", plaintext}, b64Field{"ciphertext", ciphertext})
 	defer clear(out)
@@ -208,6 +213,7 @@ func (s *Server) encrypt(w http.ResponseWriter, req *request) error {
 	if err != nil {
 		return err
 	}
+	req.noteVersion(ciphertext)
 	writeRawJSON(w, b64Object(b64Field{"ciphertext", ciphertext}))
 	return nil
 }
@@ -231,6 +237,7 @@ func (s *Server) decrypt(w http.ResponseWriter, req *request) error {
 	if len(raw) == 0 || !ok {
 		return errInvalidBody
 	}
+	req.noteVersion(body.Ciphertext)
 	plaintext, err := s.backend.Decrypt(req.Context(), req.enclave, name, body.Ciphertext, body.Context)
 	if err != nil {
 		return err
@@ -294,7 +301,8 @@ func (s *Server) hmac(w http.ResponseWriter, req *request) error {
 		return err
 	}
 	var body struct {
-		Message []byte `json:"message"`
+		Message []byte       `json:"message"`
+		Version versionField `json:"version"` // Keyraft: the version's HMAC key
 	}
 	raw, err := decodeBody(req.Request, &body)
 	defer clear(raw)
@@ -302,7 +310,8 @@ func (s *Server) hmac(w http.ResponseWriter, req *request) error {
 	if err != nil {
 		return err
 	}
-	sum, err := s.backend.HMAC(req.Context(), req.enclave, name, body.Message)
+	req.version = int(body.Version)
+	sum, err := s.backend.HMAC(req.Context(), req.enclave, name, body.Message, int(body.Version))
 	if err != nil {
 		return err
 	}

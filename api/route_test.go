@@ -160,9 +160,10 @@ func TestListAPIs(t *testing.T) {
 		Timeout int64  `json:"timeout"`
 	}
 	expectJSON(t, e.admin.get("/v1/api"), &apis)
-	// KES's 23, /v1/key/protect/ and the recovery window's three
-	if len(apis) != len(routeTable()) || len(apis) != 27 {
-		t.Fatalf("%d APIs, want 27", len(apis))
+	// KES's 23, /v1/key/protect/, the recovery window's three and the
+	// key versions' three
+	if len(apis) != len(routeTable()) || len(apis) != 30 {
+		t.Fatalf("%d APIs, want 30", len(apis))
 	}
 	got := map[string]string{}
 	for _, a := range apis {
@@ -185,6 +186,9 @@ func TestListAPIs(t *testing.T) {
 		"/v1/key/hmac/":              "PUT 1000000 15",
 		"/v1/key/bulk/decrypt/":      "POST 1000000 15",
 		"/v1/key/deleted/":           "GET 0 15",
+		"/v1/key/rotate/":            "PUT 0 15",
+		"/v1/key/min-version/":       "PUT 1000000 15",
+		"/v1/key/rewrap/":            "PUT 1000000 15",
 		"/v1/key/restore/":           "PUT 0 15",
 		"/v1/key/purge/":             "DELETE 0 15",
 		"/v1/policy/describe/":       "GET 0 15",

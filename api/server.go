@@ -242,6 +242,9 @@ type request struct {
 	identErr error
 	// identified reports that identity resolution was attempted.
 	identified bool
+	// version is the key version a key operation used, when ≥ 2 (for the
+	// audit log; 0: version 1 or none).
+	version int
 }
 
 // ServeHTTP serves one API request: route match, method check, body limit,

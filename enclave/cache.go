@@ -17,14 +17,14 @@ import (
 // (acquire/release). The last release zeroes the key material.
 type cacheEntry struct {
 	index      uint64
-	key        crypto.KeyVersion
-	unsealedAt int64        // unix nanos
-	usedAt     atomic.Int64 // unix nanos, coarse (see touch)
+	keys       crypto.Versions // every version of the key
+	unsealedAt int64           // unix nanos
+	usedAt     atomic.Int64    // unix nanos, coarse (see touch)
 	refs       atomic.Int32
 }
 
-func newCacheEntry(index uint64, kv crypto.KeyVersion, now int64) *cacheEntry {
-	e := &cacheEntry{index: index, key: kv, unsealedAt: now}
+func newCacheEntry(index uint64, keys crypto.Versions, now int64) *cacheEntry {
+	e := &cacheEntry{index: index, keys: keys, unsealedAt: now}
 	e.usedAt.Store(now)
 	e.refs.Store(2) // the cache's and the caller's
 	return e
@@ -47,7 +47,7 @@ func (e *cacheEntry) acquire() bool {
 // release drops a reference; the last one zeroes the key.
 func (e *cacheEntry) release() {
 	if e.refs.Add(-1) == 0 {
-		e.key.Zero()
+		e.keys.Zero()
 	}
 }
 

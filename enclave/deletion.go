@@ -99,11 +99,13 @@ func (s *Service) execScheduleDelete(ctx context.Context, op Op, entry string) (
 		return idx, err
 	}
 	s.settle(ctx, idx)
-	err = store.ScheduleDelete(ctx, s.cfg.Store, entry, s.cfg.RecoveryWindow)
-	s.observeKeystore(err)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.log.Warn("could not schedule the keystore entry for deletion; it is purged at the end of the window all the same",
-			"enclave", op.Enclave, "key", op.Name, "error", err)
+	for _, e := range append([]string{entry}, s.versionEntries(op.Enclave, op.Name)...) {
+		err = store.ScheduleDelete(ctx, s.cfg.Store, e, s.cfg.RecoveryWindow)
+		s.observeKeystore(err)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("could not schedule a keystore entry for deletion; it is purged at the end of the window all the same",
+				"enclave", op.Enclave, "key", op.Name, "entry", e, "error", err)
+		}
 	}
 	s.log.Info("key deleted within the recovery window", "enclave", op.Enclave, "key", op.Name,
 		"by", op.Identity, "purge_at", d.PurgeAt)
@@ -124,6 +126,13 @@ func (s *Service) execRestoreKey(ctx context.Context, op Op) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	for _, e := range s.versionEntries(op.Enclave, op.Name) {
+		if err := store.RestoreDeleted(ctx, s.cfg.Store, e); err != nil {
+			s.observeKeystore(err)
+			s.log.Error("failed to restore a key version in keystore", "enclave", op.Enclave, "key", op.Name, "entry", e, "error", err)
+			return 0, errRestoreFailed
+		}
+	}
 	err = store.RestoreDeleted(ctx, s.cfg.Store, entry)
 	s.observeKeystore(err)
 	gone := errors.Is(err, store.ErrNotFound)
@@ -131,7 +140,7 @@ func (s *Service) execRestoreKey(ctx context.Context, op Op) (uint64, error) {
 		s.log.Error("failed to restore key in keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
 		return 0, errRestoreFailed
 	}
-	idx, err := s.propose(ctx, fsm.EndDeletion{Enclave: op.Enclave, Name: op.Name, DeletedAt: d.DeletedAt})
+	idx, err := s.propose(ctx, fsm.EndDeletion{Enclave: op.Enclave, Name: op.Name, DeletedAt: d.DeletedAt, Purged: gone})
 	if errors.Is(err, fsm.ErrNotFound) {
 		return idx, kes.ErrKeyNotFound
 	}
@@ -172,13 +181,15 @@ func (s *Service) purge(ctx context.Context, enclave string, d fsm.Deletion, by 
 	if err != nil {
 		return 0, err
 	}
-	err = store.Purge(ctx, s.cfg.Store, entry)
-	s.observeKeystore(err)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.log.Error("failed to purge key from keystore", "enclave", enclave, "key", d.Name, "error", err)
-		return 0, errDeleteFailed
+	for _, e := range append(s.versionEntries(enclave, d.Name), entry) { // version 1 last
+		err = store.Purge(ctx, s.cfg.Store, e)
+		s.observeKeystore(err)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("failed to purge key from keystore", "enclave", enclave, "key", d.Name, "entry", e, "error", err)
+			return 0, errDeleteFailed
+		}
 	}
-	idx, err := s.propose(ctx, fsm.EndDeletion{Enclave: enclave, Name: d.Name, DeletedAt: d.DeletedAt})
+	idx, err := s.propose(ctx, fsm.EndDeletion{Enclave: enclave, Name: d.Name, DeletedAt: d.DeletedAt, Purged: true})
 	if errors.Is(err, fsm.ErrNotFound) {
 		return idx, kes.ErrKeyNotFound
 	}

@@ -44,6 +44,14 @@ func TestRecoveryWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.RotateKey(ctx, DefaultEnclave, "k", admin); err != nil {
+		t.Fatal(err)
+	}
+	dek2, ct2, err := s.GenerateKey(ctx, DefaultEnclave, "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2entry, _ := versionEntry(DefaultEnclave, "k", 2)
 	if err := s.DeleteKey(ctx, DefaultEnclave, "k", admin); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +84,9 @@ func TestRecoveryWindow(t *testing.T) {
 	if pt, err := s.Decrypt(ctx, DefaultEnclave, "k", ct, nil); err != nil || !bytes.Equal(pt, dek) {
 		t.Fatalf("decrypt after restore: %v", err)
 	}
+	if pt, err := s.Decrypt(ctx, DefaultEnclave, "k", ct2, nil); err != nil || !bytes.Equal(pt, dek2) {
+		t.Fatalf("decrypt of a version-2 ciphertext after restore: %v", err)
+	}
 	if err := s.RestoreKey(ctx, DefaultEnclave, "k", admin); !errors.Is(err, kes.ErrKeyNotFound) {
 		t.Fatalf("restore of a live key: %v", err)
 	}
@@ -93,6 +104,9 @@ func TestRecoveryWindow(t *testing.T) {
 	s.purgeDue(ctx)
 	if _, err := st.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("keystore entry after the window: %v", err)
+	}
+	if _, err := st.Get(ctx, v2entry); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("version 2's keystore entry after the window: %v", err)
 	}
 	if _, ok := f.Deleted(DefaultEnclave, "k"); ok {
 		t.Fatal("deletion still pending after the purge")

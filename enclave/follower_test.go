@@ -102,7 +102,7 @@ func TestUnusedDropsOnlyPlaintext(t *testing.T) {
 	if got := follower.CacheStats().Unsealed; got != 1 {
 		t.Fatalf("%d unsealed keys after the sweep, want 1", got)
 	}
-	if held.key.Key.Key != [32]byte{} {
+	if held.keys.List[0].Key.Key != [32]byte{} {
 		t.Fatal("the dropped key material was not zeroed")
 	}
 	for _, name := range []string{"hot", "cold"} {

@@ -57,13 +57,13 @@ func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, e
 	if err != nil {
 		return nil, internal("unseal key %q of enclave %q: %w", name, enclave, err)
 	}
-	kv, err := crypto.ParseKeyVersion(plain)
+	keys, err := parseVersions(plain, rec.MinVersion)
 	clear(plain)
 	if err != nil {
 		return nil, internal("parse key %q of enclave %q: %w", name, enclave, err)
 	}
 	s.unseals.Add(1)
-	e := newCacheEntry(rec.Index, kv, now)
+	e := newCacheEntry(rec.Index, keys, now)
 	s.cache.put(enclave, name, e)
 	return e, nil
 }
@@ -146,7 +146,17 @@ func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
 		return 0, errReadFailed
 	}
 	defer kv.Zero()
-	idx, err := s.replicateKey(ctx, op.Enclave, op.Name, kv, value, version, nil)
+	sl := s.seal.Load()
+	if sl == nil {
+		return 0, errSealed
+	}
+	rec, err := s.keystoreRecord(ctx, sl, op.Enclave, op.Name, kv, value)
+	if err != nil {
+		s.log.Error("failed to read key versions from keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
+		return 0, errReadFailed
+	}
+	rec.Version = version
+	idx, err := s.proposeKey(ctx, fsm.PutKey{Enclave: op.Enclave, Key: rec})
 	if errors.Is(err, kes.ErrKeyExists) { // deleted while it was read
 		return idx, kes.ErrKeyNotFound
 	}
@@ -168,7 +178,14 @@ func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv cry
 		return 0, err
 	}
 	rec.Version = version
-	idx, err := s.propose(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Protect: protect})
+	return s.proposeKey(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Protect: protect})
+}
+
+// proposeKey proposes a PutKey and maps its results: kes.ErrKeyExists if
+// the record exists or the name is pending deletion, kes.ErrEnclaveNotFound
+// if the enclave is gone.
+func (s *Service) proposeKey(ctx context.Context, cmd fsm.PutKey) (uint64, error) {
+	idx, err := s.propose(ctx, cmd)
 	switch {
 	case errors.Is(err, fsm.ErrExists), errors.Is(err, fsm.ErrDeleted):
 		return idx, kes.ErrKeyExists
@@ -309,6 +326,14 @@ func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
 	if s.cfg.RecoveryWindow > 0 {
 		return s.execScheduleDelete(ctx, op, sn)
 	}
+	// Versions ≥ 2 first: a failure leaves the key whole.
+	for _, entry := range s.versionEntries(op.Enclave, op.Name) {
+		if err := s.cfg.Store.Delete(ctx, entry); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.observeKeystore(err)
+			s.log.Error("failed to delete a key version from keystore", "enclave", op.Enclave, "key", op.Name, "entry", entry, "error", err)
+			return 0, errDeleteFailed
+		}
+	}
 	err = s.cfg.Store.Delete(ctx, sn)
 	s.observeKeystore(err)
 	notFound := errors.Is(err, store.ErrNotFound)
@@ -316,7 +341,7 @@ func (s *Service) execDeleteKey(ctx context.Context, op Op) (uint64, error) {
 		s.log.Error("failed to delete key from keystore", "enclave", op.Enclave, "key", op.Name, "error", err)
 		return 0, errDeleteFailed
 	}
-	idx, perr := s.propose(ctx, fsm.RemoveKeys{Enclave: op.Enclave, Names: []string{op.Name}})
+	idx, perr := s.propose(ctx, fsm.RemoveKeys{Enclave: op.Enclave, Names: []string{op.Name}, Forget: true})
 	if perr != nil && !errors.Is(perr, fsm.ErrNotFound) {
 		return 0, perr
 	}
@@ -370,7 +395,7 @@ func (s *Service) DescribeKey(ctx context.Context, enclave, name string) (KeyInf
 		return KeyInfo{}, err
 	}
 	return KeyInfo{Name: name, Algorithm: rec.Algorithm, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy,
-		Protected: s.KeyProtected(enclave, name)}, nil
+		Protected: s.KeyProtected(enclave, name), Versions: versionDetails(rec), MinVersion: rec.MinVersion}, nil
 }
 
 // ListKeys lists key names from the keystore (the durable root), hiding
@@ -419,7 +444,7 @@ func (s *Service) GenerateKey(ctx context.Context, enclave, name string, associa
 	if _, err := rand.Read(dek); err != nil {
 		return nil, nil, errGenerate
 	}
-	ct, err := e.key.Encrypt(dek, associatedData)
+	ct, _, err := e.keys.Encrypt(dek, associatedData)
 	if err != nil {
 		clear(dek)
 		s.log.Error("failed to encrypt data key", "key", name, "error", err)
@@ -435,7 +460,7 @@ func (s *Service) Encrypt(ctx context.Context, enclave, name string, plaintext, 
 		return nil, err
 	}
 	defer e.release()
-	ct, err := e.key.Encrypt(plaintext, associatedData)
+	ct, _, err := e.keys.Encrypt(plaintext, associatedData)
 	if err != nil {
 		s.log.Error("failed to encrypt", "key", name, "error", err)
 		return nil, errEncrypt
@@ -451,23 +476,36 @@ func (s *Service) Decrypt(ctx context.Context, enclave, name string, ciphertext,
 		return nil, err
 	}
 	defer e.release()
-	pt, err := e.key.Decrypt(ciphertext, associatedData)
+	pt, _, err := e.keys.Decrypt(ciphertext, associatedData)
+	if errors.Is(err, crypto.ErrVersionRetired) {
+		return nil, errVersionRetired
+	}
 	if err != nil {
 		return nil, kes.ErrDecrypt
 	}
 	return pt, nil
 }
 
-// HMAC returns HMAC-SHA256 of message under the key's HMAC key. Legacy keys
-// without an HMAC key give 409 "key does not support HMAC".
-func (s *Service) HMAC(ctx context.Context, enclave, name string, message []byte) ([]byte, error) {
+// HMAC returns HMAC-SHA256 of message under the HMAC key of the key's
+// version 1, so the result stays the same across rotations (an HMAC is
+// used as a stable identifier), or of the given version (> 0). Legacy
+// keys without an HMAC key give 409 "key does not support HMAC"; a
+// version the key does not have, errNoSuchVersion.
+func (s *Service) HMAC(ctx context.Context, enclave, name string, message []byte, version int) ([]byte, error) {
 	e, err := s.key(ctx, enclave, name)
 	if err != nil {
 		return nil, err
 	}
 	defer e.release()
-	if e.key.HMAC == nil {
+	if version <= 0 {
+		version = 1
+	}
+	if version > len(e.keys.List) {
+		return nil, errNoSuchVersion
+	}
+	kv := e.keys.List[version-1]
+	if kv.HMAC == nil {
 		return nil, errNoHMAC
 	}
-	return e.key.HMAC.Sum(message), nil
+	return kv.HMAC.Sum(message), nil
 }

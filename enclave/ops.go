@@ -28,6 +28,10 @@ const (
 	OpPurgeKey   OpKind = "purge-key"
 	// OpRotateSeal begins (or resumes) a seal-key rotation.
 	OpRotateSeal OpKind = "rotate-seal"
+	// OpRotateKey adds a key version; OpSetMinVersion sets a key's
+	// minimum decryption version (Op.Version).
+	OpRotateKey     OpKind = "rotate-key"
+	OpSetMinVersion OpKind = "set-min-version"
 	// OpMarkRecovered asks the leader to mark every key record at or below
 	// Through as unconfirmed (fsm.MarkRestore), so that they are
 	// reconciled with the keystore: sent by a node that recovered from a
@@ -62,6 +66,8 @@ type Op struct {
 	Assignee string `json:"assignee,omitempty"`
 	// Through is the hold-back index of OpMarkRecovered.
 	Through uint64 `json:"through,omitempty"`
+	// Version is OpSetMinVersion's minimum decryption version.
+	Version int `json:"version,omitempty"`
 }
 
 // Result is the outcome of an Op: the Raft index to wait for before
@@ -102,6 +108,10 @@ func (op Op) path() string {
 		return "/v1/key/purge/" + op.Name
 	case OpRotateSeal:
 		return "/v1/cluster/seal/rotate"
+	case OpRotateKey:
+		return "/v1/key/rotate/" + op.Name
+	case OpSetMinVersion:
+		return "/v1/key/min-version/" + op.Name
 	}
 	return ""
 }
@@ -214,6 +224,10 @@ func (s *Service) run(ctx context.Context, op Op) (uint64, error) {
 		return s.execPurgeKey(ctx, op)
 	case OpRotateSeal:
 		return s.execRotateSeal(ctx, op)
+	case OpRotateKey:
+		return s.execRotateKey(ctx, op)
+	case OpSetMinVersion:
+		return s.execSetMinVersion(ctx, op)
 	}
 	return 0, fmt.Errorf("enclave: unknown op %q", op.Kind)
 }

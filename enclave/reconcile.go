@@ -174,7 +174,7 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 	}
 	defer clear(value)
 	if cur, err := s.openRecord(ctx, enclave, rec); err == nil {
-		same := subtle.ConstantTimeCompare(cur, value) == 1
+		same := subtle.ConstantTimeCompare(firstValue(cur), value) == 1 && s.versionsMatch(enclave, rec)
 		clear(cur)
 		if same {
 			return false, nil, nil
@@ -187,7 +187,7 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 		return true, nil, nil
 	}
 	defer kv.Zero()
-	reloaded, err := s.sealedRecord(sl, enclave, rec.Name, kv, value)
+	reloaded, err := s.keystoreRecord(ctx, sl, enclave, rec.Name, kv, value)
 	if err != nil {
 		return false, nil, err
 	}

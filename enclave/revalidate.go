@@ -116,7 +116,7 @@ func (s *Service) reload(ctx context.Context, enclave string, rec fsm.KeyRecord)
 	next := rec
 	next.Version = version
 	cur, err := s.openRecord(ctx, enclave, rec)
-	same := err == nil && subtle.ConstantTimeCompare(cur, value) == 1
+	same := err == nil && subtle.ConstantTimeCompare(firstValue(cur), value) == 1
 	clear(cur)
 	if !same {
 		kv, err := crypto.ParseKeyVersion(value)
@@ -124,7 +124,7 @@ func (s *Service) reload(ctx context.Context, enclave string, rec fsm.KeyRecord)
 			return internal("keystore holds an unreadable key: %w", err)
 		}
 		defer kv.Zero()
-		if next, err = s.sealedRecord(sl, enclave, rec.Name, kv, value); err != nil {
+		if next, err = s.keystoreRecord(ctx, sl, enclave, rec.Name, kv, value); err != nil {
 			return err
 		}
 		next.Version = version

@@ -115,7 +115,7 @@ func TestKeyLifecycle(t *testing.T) {
 	if _, err := s.Decrypt(ctx, DefaultEnclave, "k1", ct, []byte("b")); !errors.Is(err, kes.ErrDecrypt) {
 		t.Fatalf("wrong context: %v", err)
 	}
-	mac, err := s.HMAC(ctx, DefaultEnclave, "k1", []byte("msg"))
+	mac, err := s.HMAC(ctx, DefaultEnclave, "k1", []byte("msg"), 0)
 	if err != nil || !bytes.Equal(mac, kv.HMAC.Sum([]byte("msg"))) {
 		t.Fatalf("hmac: %v", err)
 	}
@@ -187,7 +187,7 @@ func TestImportAndLegacyKey(t *testing.T) {
 	if err := st.Create(ctx, "legacy", legacy); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.HMAC(ctx, DefaultEnclave, "legacy", []byte("m")); err == nil || err.(kes.Error).Code != 409 {
+	if _, err := s.HMAC(ctx, DefaultEnclave, "legacy", []byte("m"), 0); err == nil || err.(kes.Error).Code != 409 {
 		t.Fatalf("hmac on legacy key: %v", err)
 	}
 }

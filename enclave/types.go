@@ -19,6 +19,10 @@ type KeyInfo struct {
 	CreatedBy string
 	// Protected is set while the key is protected from deletion.
 	Protected bool
+	// Versions lists the key's versions, version 1 first (one entry for a
+	// key never rotated); MinVersion is the lowest that may decrypt.
+	Versions   []VersionDetail
+	MinVersion int
 }
 
 // Policy is a named set of allow and deny path patterns.

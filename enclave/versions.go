@@ -1,0 +1,304 @@
+package enclave
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/keyraft/keyraft/fsm"
+	"github.com/keyraft/keyraft/internal/crypto"
+	"github.com/keyraft/keyraft/internal/kes"
+	"github.com/keyraft/keyraft/store"
+)
+
+// Key versions (Keyraft; issue 12). RotateKey adds a version: generate and
+// encrypt use the newest, decrypt finds the version a ciphertext was made
+// with (crypto.Versions), so nothing has to be re-encrypted. Version 1 is
+// the key's own keystore entry, as KES stores it; version n ≥ 2 is a KES
+// key value in the entry versionEntry names. The versions are registered
+// in the FSM (fsm.KeyVersions) and sealed together in the key's record.
+
+var (
+	errVersionRetired = kes.Error{Code: http.StatusBadRequest, Message: "decryption failed: key version is retired"}
+	errNoSuchVersion  = kes.Error{Code: http.StatusBadRequest, Message: "key version does not exist"}
+	errRotateFailed   = kes.Error{Code: http.StatusBadGateway, Message: "failed to rotate key"}
+)
+
+// rotateAttempts bounds how often a rotation is tried again when the key's
+// record changed between its read and its apply.
+const rotateAttempts = 3
+
+// parseVersions parses a record's sealed material (one keystore value, or
+// a bundle of every version's) into the key's versions.
+func parseVersions(material []byte, minVersion int) (crypto.Versions, error) {
+	values, err := decodeBundle(material)
+	if err != nil {
+		return crypto.Versions{}, err
+	}
+	keys := crypto.Versions{List: make([]crypto.KeyVersion, 0, len(values)), Min: minVersion}
+	for _, v := range values {
+		kv, err := crypto.ParseKeyVersion(v)
+		if err != nil {
+			keys.Zero()
+			return crypto.Versions{}, err
+		}
+		keys.List = append(keys.List, kv)
+	}
+	return keys, nil
+}
+
+// keystoreRecord is the sealed record of a key read from the keystore:
+// version 1's value (v1, parsed as kv) and, for a rotated key, every
+// registered version's entry, read now. The error is the keystore's
+// (wrapped) or an internal one.
+func (s *Service) keystoreRecord(ctx context.Context, sl *sealer, enclave, name string, kv crypto.KeyVersion, v1 []byte) (fsm.KeyRecord, error) {
+	reg, ok := s.cfg.FSM.KeyVersions(enclave, name)
+	if !ok {
+		return s.sealedRecord(sl, enclave, name, kv, v1)
+	}
+	values := [][]byte{v1}
+	defer func() {
+		for _, v := range values[1:] {
+			clear(v)
+		}
+	}()
+	for _, vi := range reg.Versions {
+		entry, err := versionEntry(enclave, name, vi.Version)
+		if err != nil {
+			return fsm.KeyRecord{}, err
+		}
+		v, err := s.cfg.Store.Get(ctx, entry)
+		s.observeKeystore(err)
+		if err != nil {
+			return fsm.KeyRecord{}, internal("read version %d of key %q: %w", vi.Version, name, err)
+		}
+		values = append(values, v)
+	}
+	bundle := encodeBundle(values)
+	defer clear(bundle)
+	rec, err := s.sealedRecord(sl, enclave, name, kv, bundle)
+	rec.Versions, rec.MinVersion = reg.Versions, reg.MinVersion
+	return rec, err
+}
+
+// versionEntries returns the keystore entries of a key's registered
+// versions ≥ 2.
+func (s *Service) versionEntries(enclave, name string) []string {
+	reg, ok := s.cfg.FSM.KeyVersions(enclave, name)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, vi := range reg.Versions {
+		if e, err := versionEntry(enclave, name, vi.Version); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// RotateKey adds a new version to a key and returns its number: generate
+// and encrypt use it from then on, on every node, once RotateKey returns.
+// It returns kes.ErrKeyNotFound for a missing key and a 502 kes.Error if
+// the keystore fails. It is a write: it runs on the leader.
+func (s *Service) RotateKey(ctx context.Context, enclave, name, identity string) (int, error) {
+	if err := s.enclaveExists(enclave); err != nil {
+		return 0, err
+	}
+	if err := s.write(ctx, Op{Kind: OpRotateKey, Enclave: enclave, Name: name, Identity: identity}); err != nil {
+		return 0, err
+	}
+	rec, ok := s.cfg.FSM.Key(enclave, name)
+	if !ok {
+		return 0, kes.ErrKeyNotFound
+	}
+	return len(rec.Versions) + 1, nil
+}
+
+// execRotateKey (leader) writes the next version to the keystore and
+// replicates the key's record with it; the rotation is acknowledged once
+// every member has applied it (read-your-write on every node).
+func (s *Service) execRotateKey(ctx context.Context, op Op) (uint64, error) {
+	for attempt := 1; ; attempt++ {
+		if _, err := s.keyRecord(ctx, op.Enclave, op.Name); err != nil {
+			return 0, err // loads the key if it is not cached
+		}
+		unlock := s.locks.shared(op.Enclave)
+		idx, err := s.rotateOnce(ctx, op)
+		unlock()
+		if errors.Is(err, fsm.ErrNotFound) && attempt < rotateAttempts {
+			continue // the record changed since it was read: read it again
+		}
+		if err == nil {
+			s.settle(ctx, idx)
+		}
+		return idx, err
+	}
+}
+
+// rotateOnce adds the next version over the key's current record; it
+// returns fsm.ErrNotFound when the record changed (or went) meanwhile.
+// The caller holds the enclave's lock shared.
+func (s *Service) rotateOnce(ctx context.Context, op Op) (uint64, error) {
+	if err := s.enclaveExists(op.Enclave); err != nil {
+		return 0, err
+	}
+	rec, ok := s.cfg.FSM.Key(op.Enclave, op.Name)
+	if !ok {
+		return 0, fsm.ErrNotFound
+	}
+	n := len(rec.Versions) + 2
+	entry, err := versionEntry(op.Enclave, op.Name, n)
+	if err != nil {
+		return 0, err
+	}
+	kv, value, err := s.newVersion(ctx, entry, op.Identity)
+	if err != nil {
+		s.log.Error("failed to write a new key version to the keystore", "enclave", op.Enclave, "key", op.Name, "version", n, "error", err)
+		return 0, errRotateFailed
+	}
+	defer kv.Zero()
+	defer clear(value)
+	cur, err := s.openRecord(ctx, op.Enclave, rec)
+	if err != nil {
+		return 0, internal("unseal key %q: %w", op.Name, err)
+	}
+	defer clear(cur)
+	values, err := decodeBundle(cur)
+	if err != nil {
+		return 0, internal("key %q: %w", op.Name, err)
+	}
+	bundle := encodeBundle(append(values, value))
+	defer clear(bundle)
+	sl := s.seal.Load()
+	next := rec
+	sealed, err := sl.sealBytes(bundle, sealAD(op.Enclave, op.Name))
+	if err != nil {
+		return 0, internal("seal key: %w", err)
+	}
+	next.Sealed, next.Seal, next.LoadedAt = sealed, sl.id, s.now().UTC()
+	info := fsm.VersionInfo{Version: n, CreatedAt: kv.CreatedAt, CreatedBy: op.Identity}
+	idx, err := s.propose(ctx, fsm.AddKeyVersion{Enclave: op.Enclave, Version: info, Key: next, IfIndex: rec.Index})
+	if errors.Is(err, fsm.ErrVersionsChanged) {
+		return idx, fsm.ErrNotFound // a concurrent rotation won: try again
+	}
+	if err == nil {
+		s.log.Info("key rotated", "enclave", op.Enclave, "key", op.Name, "version", n, "by", op.Identity)
+	}
+	return idx, err
+}
+
+// newVersion creates a key version in the keystore entry, or adopts the
+// one a rotation that was not acknowledged left there.
+func (s *Service) newVersion(ctx context.Context, entry, identity string) (crypto.KeyVersion, []byte, error) {
+	kv, err := crypto.NewKeyVersion(crypto.DefaultKeyType(), identity, s.now().UTC())
+	if err != nil {
+		return crypto.KeyVersion{}, nil, err
+	}
+	value, err := crypto.EncodeKeyVersion(kv)
+	if err != nil {
+		kv.Zero()
+		return crypto.KeyVersion{}, nil, err
+	}
+	err = s.cfg.Store.Create(ctx, entry, value)
+	s.observeKeystore(err)
+	if !errors.Is(err, store.ErrExists) {
+		if err != nil {
+			kv.Zero()
+			clear(value)
+		}
+		return kv, value, err
+	}
+	kv.Zero()
+	clear(value)
+	if value, err = s.cfg.Store.Get(ctx, entry); err != nil {
+		return crypto.KeyVersion{}, nil, err
+	}
+	if kv, err = crypto.ParseKeyVersion(value); err != nil {
+		clear(value)
+		return crypto.KeyVersion{}, nil, err
+	}
+	return kv, value, nil
+}
+
+// SetMinVersion sets the lowest version of a key that may decrypt:
+// ciphertexts of older versions then fail with 400 "decryption failed:
+// key version is retired", until a lower minimum is set again. 1 allows
+// every version. It returns errNoSuchVersion for a version the key does
+// not have. It runs on the leader.
+func (s *Service) SetMinVersion(ctx context.Context, enclave, name string, minVersion int, identity string) error {
+	if err := s.enclaveExists(enclave); err != nil {
+		return err
+	}
+	return s.write(ctx, Op{Kind: OpSetMinVersion, Enclave: enclave, Name: name, Identity: identity, Version: minVersion})
+}
+
+// execSetMinVersion (leader) runs OpSetMinVersion.
+func (s *Service) execSetMinVersion(ctx context.Context, op Op) (uint64, error) {
+	rec, err := s.keyRecord(ctx, op.Enclave, op.Name)
+	if err != nil {
+		return 0, err
+	}
+	if op.Version < 1 || op.Version > len(rec.Versions)+1 {
+		return 0, errNoSuchVersion
+	}
+	if op.Version == max(rec.MinVersion, 1) {
+		return rec.Index, nil
+	}
+	idx, err := s.propose(ctx, fsm.SetMinVersion{Enclave: op.Enclave, Name: op.Name, MinVersion: op.Version})
+	if err == nil {
+		s.settle(ctx, idx)
+		s.log.Info("key's minimum decryption version set", "enclave", op.Enclave, "key", op.Name, "min_version", op.Version, "by", op.Identity)
+	}
+	return idx, err
+}
+
+// Rewrap decrypts a ciphertext of any version of the key and encrypts its
+// plaintext under the newest version, without the plaintext leaving the
+// server. Errors are Decrypt's.
+func (s *Service) Rewrap(ctx context.Context, enclave, name string, ciphertext, associatedData []byte) ([]byte, error) {
+	e, err := s.key(ctx, enclave, name)
+	if err != nil {
+		return nil, err
+	}
+	defer e.release()
+	pt, _, err := e.keys.Decrypt(ciphertext, associatedData)
+	if errors.Is(err, crypto.ErrVersionRetired) {
+		return nil, errVersionRetired
+	}
+	if err != nil {
+		return nil, kes.ErrDecrypt
+	}
+	defer clear(pt)
+	ct, _, err := e.keys.Encrypt(pt, associatedData)
+	if err != nil {
+		return nil, errEncrypt
+	}
+	return ct, nil
+}
+
+// VersionDetail is one version of a key, for describe.
+type VersionDetail struct {
+	Version   int
+	CreatedAt time.Time
+	CreatedBy string
+	Retired   bool // below the key's minimum decryption version
+}
+
+// versionDetails lists a record's versions, version 1 first.
+func versionDetails(rec fsm.KeyRecord) []VersionDetail {
+	out := make([]VersionDetail, 0, len(rec.Versions)+1)
+	out = append(out, VersionDetail{Version: 1, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy, Retired: rec.MinVersion > 1})
+	for _, v := range rec.Versions {
+		out = append(out, VersionDetail{Version: v.Version, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy, Retired: v.Version < rec.MinVersion})
+	}
+	return out
+}
+
+// versionsMatch reports whether a record carries the key's registered
+// versions (a restored record may predate a rotation).
+func (s *Service) versionsMatch(enclave string, rec fsm.KeyRecord) bool {
+	reg, _ := s.cfg.FSM.KeyVersions(enclave, rec.Name)
+	return len(reg.Versions) == len(rec.Versions) && reg.MinVersion == rec.MinVersion
+}
