@@ -13,6 +13,19 @@ type KeyInfo struct {
 	CreatedBy string    `json:"created_by,omitempty"` // identity of the creator
 	// Protected is set when the key is protected from deletion (Keyraft).
 	Protected bool `json:"deletion_protected,omitempty"`
+	// Versions lists a rotated key's versions, version 1 first, and
+	// MinVersion the lowest that may decrypt (Keyraft; empty for a key
+	// never rotated).
+	Versions   []KeyVersion `json:"versions,omitempty"`
+	MinVersion int          `json:"min_version,omitempty"`
+}
+
+// KeyVersion is one version of a rotated key (Keyraft).
+type KeyVersion struct {
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	Retired   bool      `json:"retired,omitempty"`
 }
 
 // DEK is a data encryption key: the plaintext key and the same key encrypted
@@ -238,4 +251,46 @@ func (c *Client) RestoreKey(ctx context.Context, name string) error {
 // ErrKeyNotFound if the key is not pending deletion.
 func (c *Client) PurgeKey(ctx context.Context, name string) error {
 	return c.call(ctx, &request{method: "DELETE", path: resource("/v1/key/purge/", name), enclave: true}, nil)
+}
+
+// RotateKey adds a version to the key name and returns its number:
+// generate and encrypt use it from then on, on every node (PUT
+// /v1/key/rotate/<name>, Keyraft only). It returns ErrKeyNotFound if the
+// key does not exist.
+func (c *Client) RotateKey(ctx context.Context, name string) (int, error) {
+	var resp struct {
+		Version int `json:"version"`
+	}
+	err := c.call(ctx, &request{method: "PUT", path: resource("/v1/key/rotate/", name), enclave: true}, &resp)
+	return resp.Version, err
+}
+
+// SetMinVersion sets the lowest version of the key name that may decrypt
+// (PUT /v1/key/min-version/<name>, Keyraft only); 1 allows every version.
+func (c *Client) SetMinVersion(ctx context.Context, name string, minVersion int) error {
+	body, err := jsonBody(struct {
+		MinVersion int `json:"min_version"`
+	}{minVersion})
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, &request{method: "PUT", path: resource("/v1/key/min-version/", name), body: body, enclave: true, idempotent: true}, nil)
+}
+
+// Rewrap re-encrypts a ciphertext of any version of the key name under its
+// newest version, on the server (PUT /v1/key/rewrap/<name>, Keyraft only).
+// It returns ErrDecrypt when the ciphertext or context is not authentic.
+func (c *Client) Rewrap(ctx context.Context, name string, ciphertext, cryptoCtx []byte) ([]byte, error) {
+	body, err := jsonBody(struct {
+		Ciphertext []byte `json:"ciphertext"`
+		Context    []byte `json:"context,omitempty"`
+	}{ciphertext, cryptoCtx})
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Ciphertext []byte `json:"ciphertext"`
+	}
+	err = c.call(ctx, &request{method: "PUT", path: resource("/v1/key/rewrap/", name), body: body, enclave: true, idempotent: true}, &resp)
+	return resp.Ciphertext, err
 }

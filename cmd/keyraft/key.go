@@ -30,7 +30,8 @@ The server, credentials and enclave come from the flags or the environment
 	}
 	cmd.AddCommand(newKeyCreateCmd(), newKeyImportCmd(), newKeyInfoCmd(), newKeyLsCmd(),
 		newKeyRmCmd(), newKeyEncryptCmd(), newKeyDecryptCmd(), newKeyDEKCmd(),
-		newKeyProtectCmd(true), newKeyProtectCmd(false), newKeyRestoreCmd(), newKeyPurgeCmd())
+		newKeyProtectCmd(true), newKeyProtectCmd(false), newKeyRestoreCmd(), newKeyPurgeCmd(),
+		newKeyRotateCmd(), newKeyRewrapCmd(), newKeyMinVersionCmd())
 	return cmd
 }
 
@@ -90,6 +91,9 @@ type keyInfoJSON struct {
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 	CreatedBy string     `json:"created_by,omitempty"`
 	Protected bool       `json:"deletion_protected,omitempty"`
+	// Keyraft's key versions, for a rotated key.
+	Versions   []client.KeyVersion `json:"versions,omitempty"`
+	MinVersion int                 `json:"min_version,omitempty"`
 }
 
 func newKeyInfoCmd() *cobra.Command {
@@ -112,7 +116,8 @@ func newKeyInfoCmd() *cobra.Command {
 			}
 			p := f.printer(cmd)
 			if p.json {
-				out := keyInfoJSON{Name: info.Name, Algorithm: info.Algorithm, CreatedBy: info.CreatedBy, Protected: info.Protected}
+				out := keyInfoJSON{Name: info.Name, Algorithm: info.Algorithm, CreatedBy: info.CreatedBy, Protected: info.Protected,
+					Versions: info.Versions, MinVersion: info.MinVersion}
 				if !info.CreatedAt.IsZero() {
 					out.CreatedAt = &info.CreatedAt
 				}
@@ -125,6 +130,7 @@ func newKeyInfoCmd() *cobra.Command {
 			if info.Protected {
 				p.Printf("Protected   from deletion\n")
 			}
+			printVersions(p, info)
 			return nil
 		},
 	}
