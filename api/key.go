@@ -97,7 +97,12 @@ func (s *Server) describeKey(w http.ResponseWriter, req *request) error {
 		// otherwise, so KES clients decode it unchanged).
 		Versions   []versionJSON `json:"versions,omitempty"`
 		MinVersion int           `json:"min_version,omitempty"`
-	}{info.Name, info.Algorithm, info.CreatedAt, info.CreatedBy, info.Protected, versionsJSON(info.Versions), info.MinVersion})
+		// The rotation schedule (Keyraft's rotation section), if one
+		// applies: the period in seconds and the next rotation.
+		RotateEvery  int64     `json:"rotate_every_seconds,omitempty"`
+		NextRotation time.Time `json:"next_rotation,omitzero"`
+	}{info.Name, info.Algorithm, info.CreatedAt, info.CreatedBy, info.Protected, versionsJSON(info.Versions), info.MinVersion,
+		int64(info.RotateEvery / time.Second), info.NextRotation})
 	return nil
 }
 

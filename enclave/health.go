@@ -22,6 +22,9 @@ func (s *Service) Start() {
 	}
 	s.loop(s.purgeInterval(), s.purgeDue)
 	s.loop(time.Second, func(context.Context) { s.resumeRotation() })
+	if every := s.scheduleInterval(); every > 0 {
+		s.loop(every, s.rotateDue)
+	}
 	if every := s.sweepInterval(); every > 0 {
 		s.loop(every, func(context.Context) { s.sweep() })
 	}

@@ -394,8 +394,13 @@ func (s *Service) DescribeKey(ctx context.Context, enclave, name string) (KeyInf
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	return KeyInfo{Name: name, Algorithm: rec.Algorithm, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy,
-		Protected: s.KeyProtected(enclave, name), Versions: versionDetails(rec), MinVersion: rec.MinVersion}, nil
+	info := KeyInfo{Name: name, Algorithm: rec.Algorithm, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy,
+		Protected: s.KeyProtected(enclave, name), Versions: versionDetails(rec), MinVersion: rec.MinVersion}
+	if every, ok := s.rotationPeriod(name); ok {
+		_, at := newestVersion(rec)
+		info.RotateEvery, info.NextRotation = every, at.Add(every)
+	}
+	return info, nil
 }
 
 // ListKeys lists key names from the keystore (the durable root), hiding

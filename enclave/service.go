@@ -83,6 +83,8 @@ type Config struct {
 	// restorable before the leader purges it (see deletion.go); 0 deletes
 	// at once, as KES does.
 	RecoveryWindow time.Duration
+	// Rotation lists scheduled key rotations (see schedule.go).
+	Rotation []RotationRule
 	// Audit, if set, records an action the cluster takes on its own (a
 	// purge at the end of a recovery window) in the audit log, as the API
 	// records requests.

@@ -23,6 +23,10 @@ type KeyInfo struct {
 	// key never rotated); MinVersion is the lowest that may decrypt.
 	Versions   []VersionDetail
 	MinVersion int
+	// RotateEvery and NextRotation describe the key's rotation schedule
+	// (zero when no rotation rule matches it).
+	RotateEvery  time.Duration
+	NextRotation time.Time
 }
 
 // Policy is a named set of allow and deny path patterns.

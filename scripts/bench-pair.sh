@@ -13,6 +13,9 @@
 #   CACHE_ANY [5m] CACHE_UNUSED [30s]   Keyraft's cache.expiry
 #   FLOORSRV_DIR [<repo>/../shared/bench/floorsrv]
 #   OUT []            keep the JSON results in this directory
+#   VERSIONS [1]      rotate Keyraft's bench keys to this many versions first
+#                     (key versions cost nothing per request: compare the
+#                     ratio with VERSIONS=1 and VERSIONS=100)
 #   START_MARGIN []   seconds from launch to the start of the load (default
 #                     2 + KEYS/1000, the time to seal one data key per key)
 set -euo pipefail
@@ -27,6 +30,7 @@ EXTRA=${EXTRA:-}
 METRICS=${METRICS:-1}
 CACHE_ANY=${CACHE_ANY:-5m}
 CACHE_UNUSED=${CACHE_UNUSED:-30s}
+VERSIONS=${VERSIONS:-1}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FLOORSRV_DIR=${FLOORSRV_DIR:-$REPO/../shared/bench/floorsrv}
@@ -114,6 +118,20 @@ if ((KEYS > 1)); then
 	for ep in "$KR_PORT" "$FL_PORT"; do
 		"$KR" bench --duration 1ms --concurrency 1 --op generate --keys "$KEYS" --json -k \
 			--cert "$TMP/client.cert" --key "$TMP/client.key" --server "https://127.0.0.1:$ep" >/dev/null
+	done
+fi
+
+if ((VERSIONS > 1)); then
+	names=(keyraft-bench)
+	((KEYS == 1)) || mapfile -t names < <(seq 0 $((KEYS - 1)) | sed 's/^/keyraft-bench-/')
+	log "rotating ${#names[@]} Keyraft key(s) to $VERSIONS versions"
+	for name in "${names[@]}"; do
+		"$KR" key create "$name" -k --cert "$TMP/client.cert" --key "$TMP/client.key" \
+			--server "https://127.0.0.1:$KR_PORT" 2>/dev/null || true
+		for ((v = 2; v <= VERSIONS; v++)); do
+			"$KR" key rotate "$name" -k --cert "$TMP/client.cert" --key "$TMP/client.key" \
+				--server "https://127.0.0.1:$KR_PORT" >/dev/null
+		done
 	done
 fi
 

@@ -18,6 +18,10 @@ type KeyInfo struct {
 	// never rotated).
 	Versions   []KeyVersion `json:"versions,omitempty"`
 	MinVersion int          `json:"min_version,omitempty"`
+	// RotateEverySeconds and NextRotation describe the key's rotation
+	// schedule (Keyraft's rotation config section), if one applies.
+	RotateEverySeconds int64     `json:"rotate_every_seconds,omitempty"`
+	NextRotation       time.Time `json:"next_rotation,omitzero"`
 }
 
 // KeyVersion is one version of a rotated key (Keyraft).

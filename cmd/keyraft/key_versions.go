@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,8 +16,12 @@ import (
 // Keyraft's key versions: `key rotate`, `key rewrap`, `key min-version`,
 // and the versions in `key info`.
 
-// printVersions prints a rotated key's versions in `key info`.
+// printVersions prints a rotated key's versions and its rotation
+// schedule in `key info`.
 func printVersions(p printer, info client.KeyInfo) {
+	if info.RotateEverySeconds > 0 {
+		p.Printf("Rotates     every %v, next %s\n", time.Duration(info.RotateEverySeconds)*time.Second, formatTime(info.NextRotation))
+	}
 	if len(info.Versions) < 2 {
 		return
 	}

@@ -54,6 +54,16 @@ type Config struct {
 	// is purged (Keyraft-only protection.recovery_window; a Go duration or
 	// whole days such as "7d"). 0, the default, deletes at once as KES does.
 	RecoveryWindow time.Duration
+	// Rotation lists scheduled key rotations (Keyraft-only section
+	// rotation): keys whose names match a rule's pattern get a new version
+	// when their newest is older than its period.
+	Rotation []RotationRule
+}
+
+// RotationRule is one entry of the rotation section.
+type RotationRule struct {
+	Keys  string        // key name pattern (policy syntax)
+	Every time.Duration // rotation period, a Go duration or whole days ("90d")
 }
 
 // MaxRecoveryWindow is the longest recovery window: AWS Secrets Manager's
@@ -316,13 +326,32 @@ func fromRaw(raw *rawConfig) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := path.Match(strings.TrimSuffix(p, "*"), ""); err != nil || p == "" {
+		if _, err := checkPattern(p); err != nil || p == "" {
 			return nil, fmt.Errorf("config: protection.deletion[%d]: invalid key name pattern %q", i, p)
 		}
 		c.ProtectDeletion = append(c.ProtectDeletion, p)
 	}
 	if c.RecoveryWindow, err = days(&raw.Protection.RecoveryWindow, "protection.recovery_window"); err != nil {
 		return nil, err
+	}
+	for i := range raw.Rotation {
+		r := &raw.Rotation[i]
+		path := fmt.Sprintf("rotation[%d]", i)
+		keys, err := str(&r.Keys, path+".keys")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := checkPattern(keys); err != nil || keys == "" {
+			return nil, fmt.Errorf("config: %s.keys: invalid key name pattern %q", path, keys)
+		}
+		every, err := days(&r.Every, path+".every")
+		if err != nil {
+			return nil, err
+		}
+		if every < time.Second {
+			return nil, fmt.Errorf("config: %s.every: a rotation period of at least 1s is required", path)
+		}
+		c.Rotation = append(c.Rotation, RotationRule{Keys: keys, Every: every})
 	}
 	if c.RecoveryWindow < 0 || c.RecoveryWindow > MaxRecoveryWindow {
 		return nil, fieldErrf("protection.recovery_window", deref(&raw.Protection.RecoveryWindow).Line,
@@ -497,4 +526,11 @@ func awsFromRaw(n *yaml.Node, path string) (*AWS, error) {
 		return nil, fieldErrf(path+".region", n.Line, "no region specified")
 	}
 	return a, nil
+}
+
+// checkPattern checks a key name pattern (policy syntax: a trailing '*'
+// matches by prefix, others as path.Match) for syntax errors; the bool is
+// meaningless.
+func checkPattern(p string) (bool, error) {
+	return path.Match(strings.TrimSuffix(p, "*"), "")
 }

@@ -66,6 +66,10 @@ type rawConfig struct {
 		Deletion       []yaml.Node `yaml:"deletion"`
 		RecoveryWindow yaml.Node   `yaml:"recovery_window"`
 	} `yaml:"protection"`
+	Rotation []struct {
+		Keys  yaml.Node `yaml:"keys"`
+		Every yaml.Node `yaml:"every"`
+	} `yaml:"rotation"`
 }
 
 type rawAPI struct {

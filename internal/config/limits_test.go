@@ -76,3 +76,19 @@ func TestRecoveryWindow(t *testing.T) {
 		t.Fatalf("soon: %v", err)
 	}
 }
+
+func TestRotationSection(t *testing.T) {
+	c := mustParse(t, minimal+"rotation:\n  - keys: \"minio-*\"\n    every: 90d\n  - keys: audit\n    every: 12h\n")
+	want := []RotationRule{{Keys: "minio-*", Every: 90 * 24 * time.Hour}, {Keys: "audit", Every: 12 * time.Hour}}
+	if len(c.Rotation) != 2 || c.Rotation[0] != want[0] || c.Rotation[1] != want[1] {
+		t.Fatalf("Rotation = %+v, want %+v", c.Rotation, want)
+	}
+	_, err := Parse([]byte(minimal + "rotation:\n  - keys: x\n"))
+	if err == nil || !strings.Contains(err.Error(), "rotation[0].every") {
+		t.Fatalf("rule without a period: %v", err)
+	}
+	_, err = Parse([]byte(minimal + "rotation:\n  - keys: \"bad[\"\n    every: 1d\n"))
+	if err == nil || !strings.Contains(err.Error(), `rotation[0].keys: invalid key name pattern "bad["`) {
+		t.Fatalf("bad pattern: %v", err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyraft/keyraft/enclave"
+
 	"github.com/keyraft/keyraft/fsm"
 	"github.com/keyraft/keyraft/store/metered"
 )
@@ -47,7 +49,29 @@ func (s *Server) registerMetrics(reg *prometheus.Registry) error {
 			return err
 		}
 	}
+	if err := reg.Register(scheduleCollector{s.svc}); err != nil {
+		return err
+	}
 	return s.registerCounters(reg)
+}
+
+// scheduleCollector reports the age of the newest version of every cached
+// key under a rotation rule (the rules bound how many there are).
+type scheduleCollector struct{ svc *enclave.Service }
+
+var newestVersionAge = prometheus.NewDesc("keyraft_key_newest_version_age_seconds",
+	"Age of the newest version of each key under a rotation rule (config section rotation).",
+	[]string{"enclave", "key"}, nil)
+
+// Describe implements prometheus.Collector.
+func (scheduleCollector) Describe(ch chan<- *prometheus.Desc) { ch <- newestVersionAge }
+
+// Collect implements prometheus.Collector.
+func (c scheduleCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, k := range c.svc.ScheduledKeys() {
+		ch <- prometheus.MustNewConstMetric(newestVersionAge, prometheus.GaugeValue, now.Sub(k.NewestAt).Seconds(), k.Enclave, k.Name)
+	}
 }
 
 // registerCounters adds the per-kind counters: keystore calls and Raft

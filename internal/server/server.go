@@ -127,6 +127,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		Admin:           cfg.Admin,
 		ProtectDeletion: cfg.ProtectDeletion,
 		RecoveryWindow:  cfg.RecoveryWindow,
+		Rotation:        rotationRules(cfg.Rotation),
 		Audit: func(enclave, path, identity string) {
 			if a := s.auditAPI.Load(); a != nil {
 				a.AuditAction(enclave, path, identity)
@@ -457,4 +458,13 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 		return s.applyConfig(ctx)
 	}
 	return nil
+}
+
+// rotationRules converts the config's rotation section.
+func rotationRules(rules []config.RotationRule) []enclave.RotationRule {
+	out := make([]enclave.RotationRule, len(rules))
+	for i, r := range rules {
+		out[i] = enclave.RotationRule{Keys: r.Keys, Every: r.Every}
+	}
+	return out
 }
