@@ -49,6 +49,8 @@ type Backend interface {
 	RotateKey(ctx context.Context, enclaveName, name, identity string) (int, error)
 	SetMinVersion(ctx context.Context, enclaveName, name string, minVersion int, identity string) error
 	Rewrap(ctx context.Context, enclaveName, name string, ciphertext, associatedData []byte) ([]byte, error)
+	// DestroyVersion deletes a retired version's material for good.
+	DestroyVersion(ctx context.Context, enclaveName, name string, version int, identity string) error
 
 	DescribePolicy(ctx context.Context, enclaveName, name string) (enclave.PolicyInfo, error)
 	ReadPolicy(ctx context.Context, enclaveName, name string) (enclave.Policy, error)

@@ -235,6 +235,10 @@ func (b *fakeBackend) SetMinVersion(context.Context, string, string, int, string
 	return kes.NewError(501, "not implemented")
 }
 
+func (b *fakeBackend) DestroyVersion(context.Context, string, string, int, string) error {
+	return kes.NewError(501, "not implemented")
+}
+
 func (b *fakeBackend) Rewrap(context.Context, string, string, []byte, []byte) ([]byte, error) {
 	return nil, kes.NewError(501, "not implemented")
 }

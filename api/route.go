@@ -97,6 +97,7 @@ func routeTable() []*route {
 		{method: http.MethodPut, path: "/v1/key/protect/", prefix: true, maxBody: maxBody, timeout: s15, counted: true, audited: true, handle: (*Server).protectKey, failMsg: "failed to change key protection"},
 		{method: http.MethodPut, path: "/v1/key/rotate/", prefix: true, timeout: s15, counted: true, audited: true, handle: (*Server).rotateKey, failMsg: "failed to rotate key"},
 		{method: http.MethodPut, path: "/v1/key/min-version/", prefix: true, maxBody: maxBody, timeout: s15, counted: true, audited: true, handle: (*Server).setMinVersion, failMsg: "failed to set the minimum version"},
+		{method: http.MethodDelete, path: "/v1/key/version/", prefix: true, timeout: s15, counted: true, audited: true, handle: (*Server).destroyVersion, failMsg: "failed to destroy the key version"},
 		{method: http.MethodPut, path: "/v1/key/rewrap/", prefix: true, maxBody: maxBody, timeout: s15, counted: true, audited: true, handle: (*Server).rewrap, failMsg: "failed to rewrap ciphertext"},
 		{method: http.MethodGet, path: "/v1/key/deleted/", prefix: true, timeout: s15, counted: true, audited: true, handle: (*Server).deletedKeys, failMsg: "failed to list keys"},
 		{method: http.MethodPut, path: "/v1/key/restore/", prefix: true, timeout: s15, counted: true, audited: true, handle: (*Server).restoreKey, failMsg: "failed to restore key"},

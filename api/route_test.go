@@ -161,9 +161,9 @@ func TestListAPIs(t *testing.T) {
 	}
 	expectJSON(t, e.admin.get("/v1/api"), &apis)
 	// KES's 23, /v1/key/protect/, the recovery window's three and the
-	// key versions' three
-	if len(apis) != len(routeTable()) || len(apis) != 30 {
-		t.Fatalf("%d APIs, want 30", len(apis))
+	// key versions' four
+	if len(apis) != len(routeTable()) || len(apis) != 31 {
+		t.Fatalf("%d APIs, want 31", len(apis))
 	}
 	got := map[string]string{}
 	for _, a := range apis {
@@ -189,6 +189,7 @@ func TestListAPIs(t *testing.T) {
 		"/v1/key/rotate/":            "PUT 0 15",
 		"/v1/key/min-version/":       "PUT 1000000 15",
 		"/v1/key/rewrap/":            "PUT 1000000 15",
+		"/v1/key/version/":           "DELETE 0 15",
 		"/v1/key/restore/":           "PUT 0 15",
 		"/v1/key/purge/":             "DELETE 0 15",
 		"/v1/policy/describe/":       "GET 0 15",

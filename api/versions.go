@@ -21,6 +21,7 @@ type versionJSON struct {
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by,omitempty"`
 	Retired   bool      `json:"retired,omitempty"`
+	Destroyed bool      `json:"destroyed,omitempty"`
 }
 
 // versionsJSON lists a rotated key's versions; nil for a key never
@@ -31,7 +32,7 @@ func versionsJSON(vs []enclave.VersionDetail) []versionJSON {
 	}
 	out := make([]versionJSON, len(vs))
 	for i, v := range vs {
-		out[i] = versionJSON{Version: v.Version, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy, Retired: v.Retired}
+		out[i] = versionJSON{Version: v.Version, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy, Retired: v.Retired, Destroyed: v.Destroyed}
 	}
 	return out
 }
@@ -120,5 +121,24 @@ func (s *Server) rewrap(w http.ResponseWriter, req *request) error {
 	}
 	req.noteVersion(ct)
 	writeRawJSON(w, b64Object(b64Field{"ciphertext", ct}))
+	return nil
+}
+
+// destroyVersion deletes the material of the retired version named by the
+// query parameter "version".
+func (s *Server) destroyVersion(w http.ResponseWriter, req *request) error {
+	name, err := keyName(req)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(req.URL.Query().Get("version"))
+	if err != nil || n < 1 {
+		return kes.Error{Code: http.StatusBadRequest, Message: "query parameter 'version' must be a version number"}
+	}
+	if err := s.backend.DestroyVersion(req.Context(), req.enclave, name, n, req.identity); err != nil {
+		return err
+	}
+	req.version = n
+	writeEmpty(w)
 	return nil
 }

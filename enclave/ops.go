@@ -32,6 +32,8 @@ const (
 	// minimum decryption version (Op.Version).
 	OpRotateKey     OpKind = "rotate-key"
 	OpSetMinVersion OpKind = "set-min-version"
+	// OpDestroyVersion deletes a retired version's material (Op.Version).
+	OpDestroyVersion OpKind = "destroy-version"
 	// OpMarkRecovered asks the leader to mark every key record at or below
 	// Through as unconfirmed (fsm.MarkRestore), so that they are
 	// reconciled with the keystore: sent by a node that recovered from a
@@ -112,6 +114,8 @@ func (op Op) path() string {
 		return "/v1/key/rotate/" + op.Name
 	case OpSetMinVersion:
 		return "/v1/key/min-version/" + op.Name
+	case OpDestroyVersion:
+		return "/v1/key/version/" + op.Name
 	}
 	return ""
 }
@@ -228,6 +232,8 @@ func (s *Service) run(ctx context.Context, op Op) (uint64, error) {
 		return s.execRotateKey(ctx, op)
 	case OpSetMinVersion:
 		return s.execSetMinVersion(ctx, op)
+	case OpDestroyVersion:
+		return s.execDestroyVersion(ctx, op)
 	}
 	return 0, fmt.Errorf("enclave: unknown op %q", op.Kind)
 }

@@ -43,7 +43,7 @@ func validate(op Op) error {
 		return InvalidEnclaveName(op.Enclave)
 	}
 	switch op.Kind {
-	case OpCreateKey, OpDeleteKey, OpLoadKey, OpProtectKey, OpUnprotectKey, OpRestoreKey, OpPurgeKey, OpRotateKey, OpSetMinVersion:
+	case OpCreateKey, OpDeleteKey, OpLoadKey, OpProtectKey, OpUnprotectKey, OpRestoreKey, OpPurgeKey, OpRotateKey, OpSetMinVersion, OpDestroyVersion:
 		return validKeyName(op.Name)
 	case OpImportKey:
 		if err := validKeyName(op.Name); err != nil {

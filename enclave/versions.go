@@ -38,6 +38,10 @@ func parseVersions(material []byte, minVersion int) (crypto.Versions, error) {
 	}
 	keys := crypto.Versions{List: make([]crypto.KeyVersion, 0, len(values)), Min: minVersion}
 	for _, v := range values {
+		if len(v) == 0 { // a destroyed version
+			keys.List = append(keys.List, crypto.KeyVersion{})
+			continue
+		}
 		kv, err := crypto.ParseKeyVersion(v)
 		if err != nil {
 			keys.Zero()
@@ -64,6 +68,10 @@ func (s *Service) keystoreRecord(ctx context.Context, sl *sealer, enclave, name 
 		}
 	}()
 	for _, vi := range reg.Versions {
+		if vi.Destroyed {
+			values = append(values, nil)
+			continue
+		}
 		entry, err := versionEntry(enclave, name, vi.Version)
 		if err != nil {
 			return fsm.KeyRecord{}, err
@@ -91,6 +99,9 @@ func (s *Service) versionEntries(enclave, name string) []string {
 	}
 	var out []string
 	for _, vi := range reg.Versions {
+		if vi.Destroyed {
+			continue
+		}
 		if e, err := versionEntry(enclave, name, vi.Version); err == nil {
 			out = append(out, e)
 		}
@@ -246,7 +257,15 @@ func (s *Service) execSetMinVersion(ctx context.Context, op Op) (uint64, error) 
 	if op.Version == max(rec.MinVersion, 1) {
 		return rec.Index, nil
 	}
+	for _, v := range rec.Versions {
+		if v.Destroyed && v.Version >= op.Version {
+			return 0, errVersionDestroyed
+		}
+	}
 	idx, err := s.propose(ctx, fsm.SetMinVersion{Enclave: op.Enclave, Name: op.Name, MinVersion: op.Version})
+	if errors.Is(err, fsm.ErrNotFound) {
+		return idx, errNoSuchVersion
+	}
 	if err == nil {
 		s.settle(ctx, idx)
 		s.log.Info("key's minimum decryption version set", "enclave", op.Enclave, "key", op.Name, "min_version", op.Version, "by", op.Identity)
@@ -284,6 +303,7 @@ type VersionDetail struct {
 	CreatedAt time.Time
 	CreatedBy string
 	Retired   bool // below the key's minimum decryption version
+	Destroyed bool // its material was deleted
 }
 
 // versionDetails lists a record's versions, version 1 first.
@@ -291,7 +311,8 @@ func versionDetails(rec fsm.KeyRecord) []VersionDetail {
 	out := make([]VersionDetail, 0, len(rec.Versions)+1)
 	out = append(out, VersionDetail{Version: 1, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy, Retired: rec.MinVersion > 1})
 	for _, v := range rec.Versions {
-		out = append(out, VersionDetail{Version: v.Version, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy, Retired: v.Version < rec.MinVersion})
+		out = append(out, VersionDetail{Version: v.Version, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy,
+			Retired: v.Version < rec.MinVersion, Destroyed: v.Destroyed})
 	}
 	return out
 }
@@ -301,4 +322,78 @@ func versionDetails(rec fsm.KeyRecord) []VersionDetail {
 func (s *Service) versionsMatch(enclave string, rec fsm.KeyRecord) bool {
 	reg, _ := s.cfg.FSM.KeyVersions(enclave, rec.Name)
 	return len(reg.Versions) == len(rec.Versions) && reg.MinVersion == rec.MinVersion
+}
+
+var (
+	errVersionNotRetired = kes.Error{Code: http.StatusConflict, Message: "key version is not retired"}
+	errVersionDestroyed  = kes.Error{Code: http.StatusConflict, Message: "key version was destroyed"}
+)
+
+// DestroyVersion deletes the material of a retired version ≥ 2 of a key,
+// for good: its ciphertexts can never be decrypted again. The version must
+// be below the key's minimum decryption version (else 409 "key version is
+// not retired"); version 1 is the key's own KES entry and cannot be
+// destroyed (delete the key). It returns errNoSuchVersion for a version
+// the key does not have or already destroyed. It runs on the leader.
+func (s *Service) DestroyVersion(ctx context.Context, enclave, name string, version int, identity string) error {
+	if err := s.enclaveExists(enclave); err != nil {
+		return err
+	}
+	return s.write(ctx, Op{Kind: OpDestroyVersion, Enclave: enclave, Name: name, Identity: identity, Version: version})
+}
+
+// execDestroyVersion (leader): the record without the version's material
+// is applied first, then the keystore entry is deleted, so that no record
+// ever needs a missing entry.
+func (s *Service) execDestroyVersion(ctx context.Context, op Op) (uint64, error) {
+	rec, err := s.keyRecord(ctx, op.Enclave, op.Name)
+	if err != nil {
+		return 0, err
+	}
+	i := op.Version - 2
+	switch {
+	case op.Version == 1:
+		return 0, kes.Error{Code: http.StatusBadRequest, Message: "version 1 is the key itself: delete the key"}
+	case i < 0 || i >= len(rec.Versions) || rec.Versions[i].Destroyed:
+		return 0, errNoSuchVersion
+	case op.Version >= rec.MinVersion:
+		return 0, errVersionNotRetired
+	}
+	entry, err := versionEntry(op.Enclave, op.Name, op.Version)
+	if err != nil {
+		return 0, err
+	}
+	cur, err := s.openRecord(ctx, op.Enclave, rec)
+	if err != nil {
+		return 0, internal("unseal key %q: %w", op.Name, err)
+	}
+	defer clear(cur)
+	values, err := decodeBundle(cur)
+	if err != nil || len(values) <= op.Version-1 {
+		return 0, internal("key %q: %w", op.Name, errBadBundle)
+	}
+	values[op.Version-1] = nil
+	bundle := encodeBundle(values)
+	defer clear(bundle)
+	sl := s.seal.Load()
+	sealed, err := sl.sealBytes(bundle, sealAD(op.Enclave, op.Name))
+	if err != nil {
+		return 0, internal("seal key: %w", err)
+	}
+	next := rec
+	next.Sealed, next.Seal = sealed, sl.id
+	idx, err := s.propose(ctx, fsm.DestroyKeyVersion{Enclave: op.Enclave, Version: op.Version, Key: next, IfIndex: rec.Index})
+	if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrVersionsChanged) {
+		return idx, kes.Error{Code: http.StatusConflict, Message: "key changed: try again"}
+	}
+	if err != nil {
+		return idx, err
+	}
+	s.settle(ctx, idx)
+	if err := s.cfg.Store.Delete(ctx, entry); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.observeKeystore(err)
+		s.log.Error("could not delete a destroyed key version's keystore entry; delete it by hand", "entry", entry, "error", err)
+	}
+	s.log.Info("key version destroyed", "enclave", op.Enclave, "key", op.Name, "version", op.Version, "by", op.Identity)
+	return idx, nil
 }

@@ -109,6 +109,47 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("decrypt after the retirement was undone: %v", err)
 	}
 
+	// Destroying a version: only once retired, never version 1, for good.
+	if _, err := s.Encrypt(ctx, DefaultEnclave, "k", []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DestroyVersion(ctx, DefaultEnclave, "k", 2, admin); !errors.Is(err, errVersionNotRetired) {
+		t.Fatalf("destroy a version in use: %v", err)
+	}
+	if err := s.SetMinVersion(ctx, DefaultEnclave, "k", 3, admin); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DestroyVersion(ctx, DefaultEnclave, "k", 1, admin); err == nil {
+		t.Fatal("destroyed version 1")
+	}
+	if err := follower.DestroyVersion(ctx, DefaultEnclave, "k", 2, admin); err != nil {
+		t.Fatal(err)
+	}
+	v2entry, _ := versionEntry(DefaultEnclave, "k", 2)
+	if _, err := st.Get(ctx, v2entry); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a destroyed version's entry: %v", err)
+	}
+	if err := s.SetMinVersion(ctx, DefaultEnclave, "k", 1, admin); !errors.Is(err, errVersionDestroyed) {
+		t.Fatalf("re-enable a destroyed version: %v", err)
+	}
+	if err := s.DestroyVersion(ctx, DefaultEnclave, "k", 2, admin); !errors.Is(err, errNoSuchVersion) {
+		t.Fatalf("destroy twice: %v", err)
+	}
+	// Evicted and loaded again, the key has every version but the
+	// destroyed one.
+	if _, err := s.propose(ctx, fsm.RemoveKeys{Enclave: DefaultEnclave, Names: []string{"k"}}); err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := follower.Decrypt(ctx, DefaultEnclave, "k", ct3, []byte("ctx")); err != nil || !bytes.Equal(pt, dek) {
+		t.Fatalf("decrypt v3 after destroying v2 and an eviction: %v", err)
+	}
+	if info, _ := follower.DescribeKey(ctx, DefaultEnclave, "k"); !info.Versions[1].Destroyed || info.Versions[2].Destroyed {
+		t.Fatalf("describe after destroying v2: %+v", info.Versions)
+	}
+	if err := s.SetMinVersion(ctx, DefaultEnclave, "k", 3, admin); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := s.DeleteKey(ctx, DefaultEnclave, "k", admin); err != nil {
 		t.Fatal(err)
 	}

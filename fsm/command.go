@@ -36,6 +36,7 @@ const (
 	TypeFinishSealRotation Type = 22 // FinishSealRotation
 	TypeAddKeyVersion      Type = 23 // AddKeyVersion
 	TypeSetMinVersion      Type = 24 // SetMinVersion
+	TypeDestroyKeyVersion  Type = 25 // DestroyKeyVersion
 )
 
 // ErrUnknownCommand is returned by Decode for a command type this build does
@@ -288,6 +289,8 @@ func Decode(b []byte) (Command, error) {
 		c = new(AddKeyVersion)
 	case TypeSetMinVersion:
 		c = new(SetMinVersion)
+	case TypeDestroyKeyVersion:
+		c = new(DestroyKeyVersion)
 	case TypePutEnclave:
 		c = new(PutEnclave)
 	case TypeDeleteEnclave:
@@ -346,6 +349,8 @@ func deref(c Command) Command {
 	case *AddKeyVersion:
 		return *v
 	case *SetMinVersion:
+		return *v
+	case *DestroyKeyVersion:
 		return *v
 	case *PutEnclave:
 		return *v

@@ -61,6 +61,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		FinishSealRotation{ID: "b", At: t0},
 		AddKeyVersion{Enclave: "e", Version: VersionInfo{Version: 2, CreatedAt: t0}, Key: key("k"), IfIndex: 7},
 		SetMinVersion{Enclave: "e", Name: "k", MinVersion: 2},
+		DestroyKeyVersion{Enclave: "e", Version: 2, Key: key("k"), IfIndex: 9},
 	}
 	for _, c := range cmds {
 		b, err := Encode(c)

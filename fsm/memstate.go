@@ -303,6 +303,8 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		return s.planAddKeyVersion(c, index, ch)
 	case SetMinVersion:
 		return s.planSetMinVersion(c, index, ch)
+	case DestroyKeyVersion:
+		return s.planDestroyKeyVersion(c, index, ch)
 	case SetSeal:
 		if s.seal != nil {
 			return ErrExists

@@ -24,6 +24,9 @@ type VersionInfo struct {
 	Version   int       `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by,omitempty"`
+	// Destroyed is set once the version's material was deleted (it had
+	// been retired first: below MinVersion).
+	Destroyed bool `json:"destroyed,omitempty"`
 }
 
 // KeyVersions is a rotated key's registered versions.
@@ -48,12 +51,51 @@ type AddKeyVersion struct {
 }
 
 // SetMinVersion sets a rotated key's minimum decryption version. It fails
-// with ErrNotFound for a key without versions ≥ 2 or a version it does
-// not have.
+// with ErrNotFound for a key without versions ≥ 2, a version it does not
+// have, or a minimum that would admit a destroyed version.
 type SetMinVersion struct {
 	Enclave    string `json:"enclave"`
 	Name       string `json:"name"`
 	MinVersion int    `json:"min_version"`
+}
+
+// DestroyKeyVersion marks a retired version ≥ 2 destroyed and replaces
+// the key's record (whose sealed material no longer holds it) in one
+// apply. The record must be the one written at IfIndex (else ErrNotFound);
+// the version must exist, be below the minimum decryption version and not
+// be destroyed yet (else ErrVersionsChanged).
+type DestroyKeyVersion struct {
+	Enclave string    `json:"enclave"`
+	Version int       `json:"version"`
+	Key     KeyRecord `json:"key"`
+	IfIndex uint64    `json:"if_index"`
+}
+
+// Type returns TypeDestroyKeyVersion.
+func (DestroyKeyVersion) Type() Type { return TypeDestroyKeyVersion }
+
+func (s *state) planDestroyKeyVersion(c DestroyKeyVersion, index uint64, ch *change) error {
+	old, ok := s.keys[c.Enclave][c.Key.Name]
+	if !ok || old.Index != c.IfIndex {
+		return ErrNotFound
+	}
+	reg := s.versions[c.Enclave][c.Key.Name]
+	i := c.Version - 2
+	if i < 0 || i >= len(reg.Versions) || c.Version >= reg.MinVersion || reg.Versions[i].Destroyed {
+		return ErrVersionsChanged
+	}
+	next := KeyVersions{Name: reg.Name, Versions: append([]VersionInfo(nil), reg.Versions...), MinVersion: reg.MinVersion}
+	next.Versions[i].Destroyed = true
+	r := c.Key
+	r.Versions, r.MinVersion, r.Index = next.Versions, next.MinVersion, index
+	ch.put(bucketVersions, ek(c.Enclave, r.Name), next)
+	ch.put(bucketKeys, ek(c.Enclave, r.Name), r)
+	ch.do(func() {
+		nested(s.versions, c.Enclave)[r.Name] = next
+		nested(s.keys, c.Enclave)[r.Name] = r
+	})
+	ch.emit(Event{Kind: KeyPut, Enclave: c.Enclave, Name: r.Name})
+	return nil
 }
 
 // Type returns TypeAddKeyVersion.
@@ -66,7 +108,15 @@ func (SetMinVersion) Type() Type { return TypeSetMinVersion }
 // versions (none for a key never rotated).
 func (s *state) versionsMatch(enclave string, r KeyRecord) bool {
 	reg := s.versions[enclave][r.Name]
-	return len(r.Versions) == len(reg.Versions) && r.MinVersion == reg.MinVersion
+	if len(r.Versions) != len(reg.Versions) || r.MinVersion != reg.MinVersion {
+		return false
+	}
+	for i := range r.Versions {
+		if r.Versions[i].Destroyed != reg.Versions[i].Destroyed {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *state) planAddKeyVersion(c AddKeyVersion, index uint64, ch *change) error {
@@ -98,6 +148,11 @@ func (s *state) planSetMinVersion(c SetMinVersion, index uint64, ch *change) err
 	reg, ok := s.versions[c.Enclave][c.Name]
 	if !ok || c.MinVersion < 1 || c.MinVersion > len(reg.Versions)+1 {
 		return ErrNotFound
+	}
+	for _, v := range reg.Versions {
+		if v.Destroyed && v.Version >= c.MinVersion {
+			return ErrNotFound // a destroyed version cannot decrypt again
+		}
 	}
 	reg.MinVersion = c.MinVersion
 	ch.put(bucketVersions, ek(c.Enclave, c.Name), reg)

@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -30,6 +32,7 @@ type KeyVersion struct {
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by,omitempty"`
 	Retired   bool      `json:"retired,omitempty"`
+	Destroyed bool      `json:"destroyed,omitempty"`
 }
 
 // DEK is a data encryption key: the plaintext key and the same key encrypted
@@ -297,4 +300,12 @@ func (c *Client) Rewrap(ctx context.Context, name string, ciphertext, cryptoCtx 
 	}
 	err = c.call(ctx, &request{method: "PUT", path: resource("/v1/key/rewrap/", name), body: body, enclave: true, idempotent: true}, &resp)
 	return resp.Ciphertext, err
+}
+
+// DestroyVersion deletes the material of a retired version (below the
+// key's minimum decryption version) of the key name for good (DELETE
+// /v1/key/version/<name>?version=<n>, Keyraft only).
+func (c *Client) DestroyVersion(ctx context.Context, name string, version int) error {
+	q := url.Values{"version": {strconv.Itoa(version)}}
+	return c.call(ctx, &request{method: "DELETE", path: resource("/v1/key/version/", name), query: q, enclave: true}, nil)
 }

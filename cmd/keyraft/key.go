@@ -31,7 +31,7 @@ The server, credentials and enclave come from the flags or the environment
 	cmd.AddCommand(newKeyCreateCmd(), newKeyImportCmd(), newKeyInfoCmd(), newKeyLsCmd(),
 		newKeyRmCmd(), newKeyEncryptCmd(), newKeyDecryptCmd(), newKeyDEKCmd(),
 		newKeyProtectCmd(true), newKeyProtectCmd(false), newKeyRestoreCmd(), newKeyPurgeCmd(),
-		newKeyRotateCmd(), newKeyRewrapCmd(), newKeyMinVersionCmd())
+		newKeyRotateCmd(), newKeyRewrapCmd(), newKeyMinVersionCmd(), newKeyDestroyVersionCmd())
 	return cmd
 }
 

@@ -28,7 +28,10 @@ func printVersions(p printer, info client.KeyInfo) {
 	p.Printf("Versions    %d (newest encrypts)\n", len(info.Versions))
 	for _, v := range info.Versions {
 		state := ""
-		if v.Retired {
+		switch {
+		case v.Destroyed:
+			state = "  destroyed"
+		case v.Retired:
 			state = "  retired"
 		}
 		p.Printf("  v%-4d     %s by %s%s\n", v.Version, formatTime(v.CreatedAt), orDash(v.CreatedBy), state)
@@ -143,6 +146,34 @@ lower version (1: all) undoes it. Rewrap first what must stay readable.`,
 			}
 			if err := c.SetMinVersion(cmd.Context(), args[0], n); err != nil {
 				return fmt.Errorf("failed to set the minimum version of key %q: %w", args[0], err)
+			}
+			return nil
+		},
+	}
+	f = addClientFlags(cmd)
+	return cmd
+}
+
+func newKeyDestroyVersionCmd() *cobra.Command {
+	var f *clientFlags
+	cmd := &cobra.Command{
+		Use:   "destroy-version <name> <version>",
+		Short: "Delete a retired key version's material for good (Keyraft)",
+		Long: `Delete the material of a key version below the key's minimum version
+('keyraft key min-version'): ciphertexts made with it can never be decrypted
+again. Version 1 is the key itself and cannot be destroyed (delete the key).`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[1])
+			if err != nil || n < 1 {
+				return fmt.Errorf("version %q is not a number of 1 or more", args[1])
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DestroyVersion(cmd.Context(), args[0], n); err != nil {
+				return fmt.Errorf("failed to destroy version %d of key %q: %w", n, args[0], err)
 			}
 			return nil
 		},

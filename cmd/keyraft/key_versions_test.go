@@ -61,6 +61,7 @@ func TestKeyVersionsCLI(t *testing.T) {
 		t.Fatalf("decrypt of the rewrapped ciphertext = %q", dec.Plaintext)
 	}
 	wantErr(t, "not a number", run("key", "min-version", "rot", "zero")...)
+	wantErr(t, "key version is not retired", run("key", "destroy-version", "rot", "2")...)
 
 	var info keyInfoJSON
 	mustJSON(t, &info, run("key", "info", "rot")...)

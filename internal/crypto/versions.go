@@ -32,8 +32,10 @@ const VersionHeaderLen = len(versionMagic) + 4
 var ErrVersionRetired = errors.New("crypto: key version is retired")
 
 // Versions is a key's versions, oldest first (List[i] is version i+1),
-// with the lowest version that may still decrypt (Min; 0 or 1: all). It
-// is read-only once built and safe for concurrent use.
+// with the lowest version that may still decrypt (Min; 0 or 1: all). A
+// destroyed version (its material deleted after it was retired) is a zero
+// KeyVersion. Versions is read-only once built and safe for concurrent
+// use.
 type Versions struct {
 	List []KeyVersion
 	Min  int
@@ -77,6 +79,9 @@ func (v *Versions) EncryptWith(n int, plaintext, ad []byte) ([]byte, int, error)
 	if n < 1 || n > len(v.List) {
 		return nil, 0, fmt.Errorf("crypto: key has no version %d", n)
 	}
+	if v.List[n-1].Destroyed() {
+		return nil, 0, fmt.Errorf("crypto: version %d was destroyed", n)
+	}
 	if n == 1 {
 		ct, err := v.List[0].Encrypt(plaintext, ad)
 		return ct, 1, err
@@ -94,7 +99,9 @@ func (v *Versions) EncryptWith(n int, plaintext, ad []byte) ([]byte, int, error)
 // ErrDecrypt if no version authenticates it, and an error wrapping
 // ErrVersionRetired (and no plaintext) for a version below Min.
 func (v *Versions) Decrypt(ciphertext, ad []byte) ([]byte, int, error) {
-	if n := CiphertextVersion(ciphertext); n >= 2 && n <= len(v.List) {
+	if n := CiphertextVersion(ciphertext); n >= 2 && n <= len(v.List) && v.List[n-1].Destroyed() {
+		return nil, n, fmt.Errorf("%w: version %d was destroyed", ErrVersionRetired, n)
+	} else if n >= 2 && n <= len(v.List) {
 		h := ciphertext[:VersionHeaderLen]
 		aad := make([]byte, 0, VersionHeaderLen+len(ad))
 		pt, err := v.List[n-1].Decrypt(ciphertext[VersionHeaderLen:], append(append(aad, h...), ad...))
@@ -111,6 +118,10 @@ func (v *Versions) Decrypt(ciphertext, ad []byte) ([]byte, int, error) {
 	}
 	return v.admit(pt, 1)
 }
+
+// Destroyed reports whether a version's material was destroyed: it is
+// the zero KeyVersion that stands in for it.
+func (v KeyVersion) Destroyed() bool { return !v.Key.Type.valid() }
 
 // admit returns pt for version n unless n is retired.
 func (v *Versions) admit(pt []byte, n int) ([]byte, int, error) {

@@ -98,6 +98,20 @@ func TestVersionedCiphertexts(t *testing.T) {
 	if _, _, err := v.Decrypt(ct3, ad); err != nil {
 		t.Fatalf("v3 after retiring v1: %v", err)
 	}
+	// Version 2's material destroyed (after its retirement): its
+	// ciphertexts say so; the other versions are untouched.
+	ct2, _, _ := v.EncryptWith(2, []byte("two"), ad)
+	v.Min = 3
+	v.List[1] = KeyVersion{}
+	if _, n, err := v.Decrypt(ct2, ad); !errors.Is(err, ErrVersionRetired) || n != 2 {
+		t.Fatalf("a destroyed version: %d %v", n, err)
+	}
+	if _, _, err := v.EncryptWith(2, []byte("x"), ad); err == nil {
+		t.Fatal("encrypted with a destroyed version")
+	}
+	if pt, _, err := v.Decrypt(ct3, ad); err != nil || string(pt) != "secret" {
+		t.Fatalf("v3 after destroying v2: %v", err)
+	}
 }
 
 // BenchmarkVersionsDecrypt: decrypting with a key of 100 versions costs
