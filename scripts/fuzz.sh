@@ -18,6 +18,7 @@ targets='
 ./internal/identity FuzzParseAPIKey
 ./internal/identity FuzzCertificateIdentity
 ./enclave FuzzMatch
+./enclave FuzzDecodeBundle
 ./internal/config FuzzParse
 ./fsm FuzzDecode
 ./fsm FuzzCheckSnapshot
