@@ -36,7 +36,7 @@ const listPageSize = 1024
 // (once per key, cluster-wide). The first two paths touch neither network
 // nor disk nor Raft.
 func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, error) {
-	rec, sl, err := s.servableRecord(ctx, enclave, name)
+	rec, err := s.servableRecord(ctx, enclave, name)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, e
 		e.touch(now)
 		return e, nil
 	}
-	sl, err = s.opener(ctx, rec)
+	sl, err := s.opener(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -70,18 +70,16 @@ func (s *Service) key(ctx context.Context, enclave, name string) (*cacheEntry, e
 
 // servableRecord returns the FSM record a request for a key is served
 // from (see keyRecord: it loads the key, and holds back unconfirmed
-// restored records) and the seal that opens it. Errors:
+// restored records); opener gives the seal key that opens it. Errors:
 // kes.ErrEnclaveNotFound, errSealed, and keyRecord's.
-func (s *Service) servableRecord(ctx context.Context, enclave, name string) (fsm.KeyRecord, *sealer, error) {
+func (s *Service) servableRecord(ctx context.Context, enclave, name string) (fsm.KeyRecord, error) {
 	if err := s.enclaveExists(enclave); err != nil {
-		return fsm.KeyRecord{}, nil, err
+		return fsm.KeyRecord{}, err
 	}
-	sl := s.seal.Load()
-	if sl == nil {
-		return fsm.KeyRecord{}, nil, errSealed
+	if s.seal.Load() == nil {
+		return fsm.KeyRecord{}, errSealed
 	}
-	rec, err := s.keyRecord(ctx, enclave, name)
-	return rec, sl, err
+	return s.keyRecord(ctx, enclave, name)
 }
 
 // loadKey makes the cluster cache a key that exists only in the keystore.
@@ -390,7 +388,7 @@ func (s *Service) DeleteKey(ctx context.Context, enclave, name, identity string)
 // DescribeKey returns a key's metadata, loading the key if needed. It
 // does not unseal the key.
 func (s *Service) DescribeKey(ctx context.Context, enclave, name string) (KeyInfo, error) {
-	rec, _, err := s.servableRecord(ctx, enclave, name)
+	rec, err := s.servableRecord(ctx, enclave, name)
 	if err != nil {
 		return KeyInfo{}, err
 	}

@@ -9,7 +9,9 @@
 #   2. api-key       one node, MINIO_KMS_KES_API_KEY instead of certificates;
 #   3. cluster       three nodes sharing an fs keystore; MinIO lists all three
 #                    endpoints, then is restarted against each node alone and
-#                    reads every object back (the nodes share the keys).
+#                    reads every object back (the nodes share the keys); before
+#                    each restart the keys MinIO uses are rotated through that
+#                    node, so objects of every key version are read back.
 #
 # Every phase checks: the default key is created by MinIO at its first start,
 # keys made with `keyraft key create` and `mc admin kms key create`, bucket
@@ -583,10 +585,18 @@ e2e_check "mc admin kms key create local cluster-object-key" mc admin kms key cr
 sse_workload cluster-bucket-key cluster-object-key
 
 # MinIO against each node alone: everything reads back, and an object
-# written through this node is read through the next ones.
+# written through this node is read through the next ones. Before each
+# round the bucket key and MinIO's default (SSE-S3) key get a new version
+# (Keyraft's key rotation) through that node: objects written under every
+# earlier version read back, new ones are written under the newest.
+# versions <key> <n>: the key has n versions.
+versions() { [ "$(keyraft key info "$1" --json | grep -o '"version":[0-9]*' | wc -l)" -eq "$2" ]; }
 i=0
 for n in 1 2 3 1; do
 	i=$((i + 1))
+	e2e_check "keyraft key rotate via node $n: cluster-bucket-key and $DEFAULT_KEY get version $((i + 1))" \
+		keyraft key rotate --server "https://127.0.0.1:${API[n]}" cluster-bucket-key "$DEFAULT_KEY"
+	e2e_check "cluster-bucket-key has $((i + 1)) versions" versions cluster-bucket-key $((i + 1))
 	e2e_stop minio-3
 	minio_env "https://127.0.0.1:${API[n]}"
 	e2e_must "minio starts against node $n alone" \
