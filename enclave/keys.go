@@ -479,11 +479,17 @@ func (s *Service) Decrypt(ctx context.Context, enclave, name string, ciphertext,
 		return nil, err
 	}
 	defer e.release()
+	return e.decrypt(ciphertext, associatedData)
+}
+
+// decrypt decrypts with the entry's versions and maps the failures onto
+// the API's errors: errVersionRetired, else kes.ErrDecrypt.
+func (e *cacheEntry) decrypt(ciphertext, associatedData []byte) ([]byte, error) {
 	pt, _, err := e.keys.Decrypt(ciphertext, associatedData)
-	if errors.Is(err, crypto.ErrVersionRetired) {
+	switch {
+	case errors.Is(err, crypto.ErrVersionRetired):
 		return nil, errVersionRetired
-	}
-	if err != nil {
+	case err != nil:
 		return nil, kes.ErrDecrypt
 	}
 	return pt, nil

@@ -282,12 +282,9 @@ func (s *Service) Rewrap(ctx context.Context, enclave, name string, ciphertext, 
 		return nil, err
 	}
 	defer e.release()
-	pt, _, err := e.keys.Decrypt(ciphertext, associatedData)
-	if errors.Is(err, crypto.ErrVersionRetired) {
-		return nil, errVersionRetired
-	}
+	pt, err := e.decrypt(ciphertext, associatedData)
 	if err != nil {
-		return nil, kes.ErrDecrypt
+		return nil, err
 	}
 	defer clear(pt)
 	ct, _, err := e.keys.Encrypt(pt, associatedData)

@@ -86,15 +86,7 @@ func (s *state) planDestroyKeyVersion(c DestroyKeyVersion, index uint64, ch *cha
 	}
 	next := KeyVersions{Name: reg.Name, Versions: append([]VersionInfo(nil), reg.Versions...), MinVersion: reg.MinVersion}
 	next.Versions[i].Destroyed = true
-	r := c.Key
-	r.Versions, r.MinVersion, r.Index = next.Versions, next.MinVersion, index
-	ch.put(bucketVersions, ek(c.Enclave, r.Name), next)
-	ch.put(bucketKeys, ek(c.Enclave, r.Name), r)
-	ch.do(func() {
-		nested(s.versions, c.Enclave)[r.Name] = next
-		nested(s.keys, c.Enclave)[r.Name] = r
-	})
-	ch.emit(Event{Kind: KeyPut, Enclave: c.Enclave, Name: r.Name})
+	s.putVersions(c.Enclave, c.Key, next, index, ch)
 	return nil
 }
 
@@ -132,16 +124,21 @@ func (s *state) planAddKeyVersion(c AddKeyVersion, index uint64, ch *change) err
 		return ErrSealInUse
 	}
 	next := KeyVersions{Name: c.Key.Name, Versions: append(append([]VersionInfo(nil), reg.Versions...), c.Version), MinVersion: reg.MinVersion}
-	r := c.Key
-	r.Versions, r.MinVersion, r.Index = next.Versions, next.MinVersion, index
-	ch.put(bucketVersions, ek(c.Enclave, r.Name), next)
-	ch.put(bucketKeys, ek(c.Enclave, r.Name), r)
-	ch.do(func() {
-		nested(s.versions, c.Enclave)[r.Name] = next
-		nested(s.keys, c.Enclave)[r.Name] = r
-	})
-	ch.emit(Event{Kind: KeyPut, Enclave: c.Enclave, Name: r.Name})
+	s.putVersions(c.Enclave, c.Key, next, index, ch)
 	return nil
+}
+
+// putVersions writes a key's registered versions and its record, which
+// carries a copy of them, in one change.
+func (s *state) putVersions(enclave string, r KeyRecord, next KeyVersions, index uint64, ch *change) {
+	r.Versions, r.MinVersion, r.Index = next.Versions, next.MinVersion, index
+	ch.put(bucketVersions, ek(enclave, r.Name), next)
+	ch.put(bucketKeys, ek(enclave, r.Name), r)
+	ch.do(func() {
+		nested(s.versions, enclave)[r.Name] = next
+		nested(s.keys, enclave)[r.Name] = r
+	})
+	ch.emit(Event{Kind: KeyPut, Enclave: enclave, Name: r.Name})
 }
 
 func (s *state) planSetMinVersion(c SetMinVersion, index uint64, ch *change) error {

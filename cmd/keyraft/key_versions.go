@@ -136,9 +136,9 @@ given one fail with 'decryption failed: key version is retired'. Setting a
 lower version (1: all) undoes it. Rewrap first what must stay readable.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := strconv.Atoi(args[1])
-			if err != nil || n < 1 {
-				return fmt.Errorf("version %q is not a number of 1 or more", args[1])
+			n, err := versionArg(args[1])
+			if err != nil {
+				return err
 			}
 			c, err := f.client()
 			if err != nil {
@@ -164,9 +164,9 @@ func newKeyDestroyVersionCmd() *cobra.Command {
 again. Version 1 is the key itself and cannot be destroyed (delete the key).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := strconv.Atoi(args[1])
-			if err != nil || n < 1 {
-				return fmt.Errorf("version %q is not a number of 1 or more", args[1])
+			n, err := versionArg(args[1])
+			if err != nil {
+				return err
 			}
 			c, err := f.client()
 			if err != nil {
@@ -180,4 +180,13 @@ again. Version 1 is the key itself and cannot be destroyed (delete the key).`,
 	}
 	f = addClientFlags(cmd)
 	return cmd
+}
+
+// versionArg parses a key version argument (1 or more).
+func versionArg(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("version %q is not a number of 1 or more", s)
+	}
+	return n, nil
 }
