@@ -162,7 +162,12 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 	if !listed {
 		return true, nil, nil
 	}
-	if version != "" && version == rec.Version {
+	versions, err := s.discoverVersions(ctx, enclave, rec.Name, present)
+	if err != nil {
+		return false, nil, err
+	}
+	sameVers := sameVersions(rec, versions)
+	if version != "" && version == rec.Version && sameVers {
 		return false, nil, nil
 	}
 	value, version, err := store.GetVersion(ctx, s.cfg.Store, sn)
@@ -174,7 +179,7 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 	}
 	defer clear(value)
 	if cur, err := s.openRecord(ctx, enclave, rec); err == nil {
-		same := subtle.ConstantTimeCompare(firstValue(cur), value) == 1 && s.versionsMatch(enclave, rec)
+		same := subtle.ConstantTimeCompare(firstValue(cur), value) == 1 && sameVers
 		clear(cur)
 		if same {
 			return false, nil, nil
@@ -187,7 +192,7 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 		return true, nil, nil
 	}
 	defer kv.Zero()
-	reloaded, err := s.keystoreRecord(ctx, sl, enclave, rec.Name, kv, value)
+	reloaded, err := s.keystoreRecordWith(ctx, sl, enclave, rec.Name, kv, value, versions)
 	if err != nil {
 		return false, nil, err
 	}

@@ -57,8 +57,13 @@ func parseVersions(material []byte, minVersion int) (crypto.Versions, error) {
 // registered version's entry, read now. The error is the keystore's
 // (wrapped) or an internal one.
 func (s *Service) keystoreRecord(ctx context.Context, sl *sealer, enclave, name string, kv crypto.KeyVersion, v1 []byte) (fsm.KeyRecord, error) {
-	reg, ok := s.cfg.FSM.KeyVersions(enclave, name)
-	if !ok {
+	reg, _ := s.cfg.FSM.KeyVersions(enclave, name)
+	return s.keystoreRecordWith(ctx, sl, enclave, name, kv, v1, reg)
+}
+
+// keystoreRecordWith is keystoreRecord for the given versions ≥ 2.
+func (s *Service) keystoreRecordWith(ctx context.Context, sl *sealer, enclave, name string, kv crypto.KeyVersion, v1 []byte, reg fsm.KeyVersions) (fsm.KeyRecord, error) {
+	if len(reg.Versions) == 0 {
 		return s.sealedRecord(sl, enclave, name, kv, v1)
 	}
 	values := [][]byte{v1}
@@ -314,13 +319,6 @@ func versionDetails(rec fsm.KeyRecord) []VersionDetail {
 	return out
 }
 
-// versionsMatch reports whether a record carries the key's registered
-// versions (a restored record may predate a rotation).
-func (s *Service) versionsMatch(enclave string, rec fsm.KeyRecord) bool {
-	reg, _ := s.cfg.FSM.KeyVersions(enclave, rec.Name)
-	return len(reg.Versions) == len(rec.Versions) && reg.MinVersion == rec.MinVersion
-}
-
 var (
 	errVersionNotRetired = kes.Error{Code: http.StatusConflict, Message: "key version is not retired"}
 	errVersionDestroyed  = kes.Error{Code: http.StatusConflict, Message: "key version was destroyed"}
@@ -393,4 +391,71 @@ func (s *Service) execDestroyVersion(ctx context.Context, op Op) (uint64, error)
 	}
 	s.log.Info("key version destroyed", "enclave", op.Enclave, "key", op.Name, "version", op.Version, "by", op.Identity)
 	return idx, nil
+}
+
+// maxVersionGap bounds how many missing version numbers in a row
+// discoverVersions looks past.
+const maxVersionGap = 16
+
+// discoverVersions returns the versions ≥ 2 of a key that a keystore
+// listing (entry names) shows, for reconciling a restored backup that may
+// predate rotations: the registered metadata where the registry knows a
+// version, else the metadata stored in the version's value; a version
+// missing below the highest one present was destroyed. The minimum
+// decryption version is the registry's, at most the newest version, and
+// above every destroyed one.
+func (s *Service) discoverVersions(ctx context.Context, enclave, name string, present map[string]string) (fsm.KeyVersions, error) {
+	reg, _ := s.cfg.FSM.KeyVersions(enclave, name)
+	newest := 1
+	// Past the registered versions, look until maxVersionGap numbers in a
+	// row are missing (destroyed versions leave gaps).
+	for n, gap := 2, 0; n-2 < len(reg.Versions) || gap < maxVersionGap; n++ {
+		entry, err := versionEntry(enclave, name, n)
+		if err != nil {
+			return fsm.KeyVersions{}, err
+		}
+		if _, ok := present[entry]; ok {
+			newest, gap = n, 0
+		} else {
+			gap++
+		}
+	}
+	out := fsm.KeyVersions{Name: name, MinVersion: min(reg.MinVersion, newest)}
+	for n := 2; n <= newest; n++ {
+		entry, _ := versionEntry(enclave, name, n)
+		if _, ok := present[entry]; !ok {
+			out.Versions = append(out.Versions, fsm.VersionInfo{Version: n, Destroyed: true})
+			out.MinVersion = max(out.MinVersion, n+1) // a destroyed version stays retired
+			continue
+		}
+		if n-2 < len(reg.Versions) && !reg.Versions[n-2].Destroyed {
+			out.Versions = append(out.Versions, reg.Versions[n-2])
+			continue
+		}
+		v, err := s.cfg.Store.Get(ctx, entry)
+		if err != nil {
+			return fsm.KeyVersions{}, err
+		}
+		kv, err := crypto.ParseKeyVersion(v)
+		clear(v)
+		if err != nil {
+			return fsm.KeyVersions{}, internal("version %d of key %q: %w", n, name, err)
+		}
+		out.Versions = append(out.Versions, fsm.VersionInfo{Version: n, CreatedAt: kv.CreatedAt, CreatedBy: kv.CreatedBy})
+		kv.Zero()
+	}
+	return out, nil
+}
+
+// sameVersions reports whether a record carries exactly the versions vs.
+func sameVersions(rec fsm.KeyRecord, vs fsm.KeyVersions) bool {
+	if len(rec.Versions) != len(vs.Versions) || rec.MinVersion != vs.MinVersion {
+		return false
+	}
+	for i := range vs.Versions {
+		if rec.Versions[i].Destroyed != vs.Versions[i].Destroyed {
+			return false
+		}
+	}
+	return true
 }

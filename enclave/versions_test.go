@@ -200,3 +200,47 @@ func TestNeverRotatedKeyUnchanged(t *testing.T) {
 		t.Fatalf("describe of a never-rotated key: %+v", info)
 	}
 }
+
+// TestRestoreBeforeRotation: a backup taken before a key was rotated is
+// restored; the reconciliation finds the versions in the keystore, so
+// ciphertexts of every version still decrypt.
+func TestRestoreBeforeRotation(t *testing.T) {
+	ctx := context.Background()
+	s, _, f := newTestService(t)
+	if err := s.CreateKey(ctx, DefaultEnclave, "k", admin); err != nil {
+		t.Fatal(err)
+	}
+	backup := snapshotBytes(t, f)
+	for range 3 {
+		if _, err := s.RotateKey(ctx, DefaultEnclave, "k", admin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetMinVersion(ctx, DefaultEnclave, "k", 3, admin); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DestroyVersion(ctx, DefaultEnclave, "k", 2, admin); err != nil {
+		t.Fatal(err)
+	}
+	dek, ct4, err := s.GenerateKey(ctx, DefaultEnclave, "k", nil)
+	if err != nil || crypto.CiphertextVersion(ct4) != 4 {
+		t.Fatal(err)
+	}
+	restoreLocal(t, f, backup)
+	if err := s.ReconcileRestored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := s.Decrypt(ctx, DefaultEnclave, "k", ct4, nil); err != nil || !bytes.Equal(pt, dek) {
+		t.Fatalf("decrypt of a version-4 ciphertext after restoring an older backup: %v", err)
+	}
+	info, err := s.DescribeKey(ctx, DefaultEnclave, "k")
+	if err != nil || len(info.Versions) != 4 || !info.Versions[1].Destroyed || info.Versions[3].Destroyed || info.MinVersion != 3 {
+		t.Fatalf("versions after the restore: %+v, %v", info.Versions, err)
+	}
+	if v, ok := f.KeyVersions(DefaultEnclave, "k"); !ok || len(v.Versions) != 3 {
+		t.Fatalf("registry after the restore: %+v", v)
+	}
+	if _, _, err := s.GenerateKey(ctx, DefaultEnclave, "k", nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -46,7 +46,8 @@ type ReloadKey struct {
 
 // ReconcileKeys ends the reconciliation of a restore's key records with the
 // keystore: it removes the records in Evict (gone from the keystore),
-// replaces those in Reload (the keystore holds other material), and clears
+// replaces those in Reload (the keystore holds other material or other
+// versions; the key's registered versions become the record's), and clears
 // the restore marker, all in one apply. Each entry applies only while the
 // record is still the restored one (Index at or below the marker's
 // Applied): a key deleted or re-created after the restore keeps its newer
@@ -95,6 +96,15 @@ func (s *state) planReconcile(c ReconcileKeys, index uint64, ch *change) error {
 		ch.put(bucketKeys, ek(r.Enclave, rec.Name), rec)
 		ch.do(func() { nested(s.keys, r.Enclave)[rec.Name] = rec })
 		ch.emit(Event{Kind: KeyPut, Enclave: r.Enclave, Name: rec.Name})
+		// The reloaded record carries the versions the keystore holds
+		// (a backup may predate a rotation): the registry follows it.
+		if len(rec.Versions) == 0 {
+			s.forgetVersions(r.Enclave, rec.Name, ch)
+		} else {
+			reg := KeyVersions{Name: rec.Name, Versions: rec.Versions, MinVersion: rec.MinVersion}
+			ch.put(bucketVersions, ek(r.Enclave, rec.Name), reg)
+			ch.do(func() { nested(s.versions, r.Enclave)[rec.Name] = reg })
+		}
 	}
 	ch.del(bucketMeta, string(metaRestore))
 	ch.do(func() { s.restore = nil })
