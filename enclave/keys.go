@@ -161,8 +161,9 @@ func (s *Service) readKey(ctx context.Context, op Op) (uint64, error) {
 	return idx, err
 }
 
-// replicateKey seals a key's stored value (of the given keystore version)
-// and proposes it, with the key's deletion protection if protect is set.
+// replicateKey seals the stored value (of the given keystore version) of a
+// key just created or imported and proposes it, with the key's deletion
+// protection if protect is set.
 // It returns kes.ErrEnclaveNotFound if the enclave was deleted before the
 // apply, kes.ErrKeyExists if the record exists or the name is pending
 // deletion.
@@ -176,7 +177,7 @@ func (s *Service) replicateKey(ctx context.Context, enclave, name string, kv cry
 		return 0, err
 	}
 	rec.Version = version
-	return s.proposeKey(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Protect: protect})
+	return s.proposeKey(ctx, fsm.PutKey{Enclave: enclave, Key: rec, Protect: protect, Fresh: true})
 }
 
 // proposeKey proposes a PutKey and maps its results: kes.ErrKeyExists if

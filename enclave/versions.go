@@ -205,8 +205,9 @@ func (s *Service) rotateOnce(ctx context.Context, op Op) (uint64, error) {
 	return idx, err
 }
 
-// newVersion creates a key version in the keystore entry, or adopts the
-// one a rotation that was not acknowledged left there.
+// newVersion creates a key version in the keystore entry. An entry already
+// there is a leftover (a rotation whose apply failed, or a key of the same
+// name deleted behind the cluster's back): it is replaced, never adopted.
 func (s *Service) newVersion(ctx context.Context, entry, identity string) (crypto.KeyVersion, []byte, error) {
 	kv, err := crypto.NewKeyVersion(crypto.DefaultKeyType(), identity, s.now().UTC())
 	if err != nil {
@@ -218,20 +219,15 @@ func (s *Service) newVersion(ctx context.Context, entry, identity string) (crypt
 		return crypto.KeyVersion{}, nil, err
 	}
 	err = s.cfg.Store.Create(ctx, entry, value)
-	s.observeKeystore(err)
-	if !errors.Is(err, store.ErrExists) {
-		if err != nil {
-			kv.Zero()
-			clear(value)
+	if errors.Is(err, store.ErrExists) {
+		s.log.Warn("replacing a leftover key version entry", "entry", entry)
+		if err = s.cfg.Store.Delete(ctx, entry); err == nil || errors.Is(err, store.ErrNotFound) {
+			err = s.cfg.Store.Create(ctx, entry, value)
 		}
-		return kv, value, err
 	}
-	kv.Zero()
-	clear(value)
-	if value, err = s.cfg.Store.Get(ctx, entry); err != nil {
-		return crypto.KeyVersion{}, nil, err
-	}
-	if kv, err = crypto.ParseKeyVersion(value); err != nil {
+	s.observeKeystore(err)
+	if err != nil {
+		kv.Zero()
 		clear(value)
 		return crypto.KeyVersion{}, nil, err
 	}

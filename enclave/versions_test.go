@@ -244,3 +244,41 @@ func TestRestoreBeforeRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKeyDeletedBehindTheClusterIsCreatedAgain: a rotated key whose entry
+// is deleted in the keystore (by an operator, or KES) and is then created
+// again through Keyraft is a new key: version 1 only, and its first
+// rotation writes a new version 2 instead of adopting the old one.
+func TestKeyDeletedBehindTheClusterIsCreatedAgain(t *testing.T) {
+	ctx := context.Background()
+	s, st, f := newTestService(t)
+	if err := s.CreateKey(ctx, DefaultEnclave, "k", admin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RotateKey(ctx, DefaultEnclave, "k", admin); err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := versionEntry(DefaultEnclave, "k", 2)
+	old, _ := st.Get(ctx, v2)
+	if err := st.Delete(ctx, "k"); err != nil { // behind the cluster's back
+		t.Fatal(err)
+	}
+	if _, err := s.propose(ctx, fsm.RemoveKeys{Enclave: DefaultEnclave, Names: []string{"k"}}); err != nil { // as revalidation would
+		t.Fatal(err)
+	}
+	if err := s.CreateKey(ctx, DefaultEnclave, "k", admin); err != nil {
+		t.Fatalf("create again: %v", err)
+	}
+	if info, _ := s.DescribeKey(ctx, DefaultEnclave, "k"); len(info.Versions) != 1 {
+		t.Fatalf("a new key has %d versions", len(info.Versions))
+	}
+	if _, ok := f.KeyVersions(DefaultEnclave, "k"); ok {
+		t.Fatal("the deleted key's versions are still registered")
+	}
+	if n, err := s.RotateKey(ctx, DefaultEnclave, "k", admin); err != nil || n != 2 {
+		t.Fatalf("rotate the new key: %d, %v", n, err)
+	}
+	if cur, _ := st.Get(ctx, v2); bytes.Equal(cur, old) {
+		t.Fatal("the new key adopted the deleted key's version 2")
+	}
+}

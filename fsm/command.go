@@ -96,6 +96,10 @@ type PutKey struct {
 	// SetProtection), in the same apply: a create under a
 	// protection.deletion pattern.
 	Protect *Protection `json:"protect,omitempty"`
+	// Fresh marks a key just created in the keystore: it has version 1
+	// only, and versions registered for an earlier key of the name are
+	// forgotten.
+	Fresh bool `json:"fresh,omitempty"`
 }
 
 // RemoveKeys removes key records (a delete, or a cache eviction). With

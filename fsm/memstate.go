@@ -173,7 +173,13 @@ func (s *state) plan(cmd Command, index uint64, ch *change) error {
 		if !s.sealUsable(c.Key) {
 			return ErrSealInUse
 		}
-		if !s.versionsMatch(c.Enclave, c.Key) {
+		if c.Fresh {
+			// A created key has version 1 only. Registered versions
+			// belong to a key of the same name deleted behind the
+			// cluster's back (its keystore entry was gone, or the
+			// keystore's create would have failed): forget them.
+			s.forgetVersions(c.Enclave, c.Key.Name, ch)
+		} else if !s.versionsMatch(c.Enclave, c.Key) {
 			return ErrVersionsChanged
 		}
 		old, ok := s.keys[c.Enclave][c.Key.Name]
