@@ -114,10 +114,7 @@ func (s *Service) reconcileRestored(ctx context.Context) error {
 	}
 	cmd := fsm.ReconcileKeys{Restore: m.ID}
 	kept := 0
-	enclaves := []string{DefaultEnclave}
-	for _, e := range s.cfg.FSM.Enclaves() {
-		enclaves = append(enclaves, e.Name)
-	}
+	enclaves := s.enclaveNames()
 	for _, enclave := range enclaves {
 		for _, rec := range s.cfg.FSM.Keys(enclave, "") {
 			if rec.Index > m.Applied {
@@ -166,7 +163,7 @@ func (s *Service) compareRestored(ctx context.Context, sl *sealer, enclave strin
 	if err != nil {
 		return false, nil, err
 	}
-	sameVers := sameVersions(rec, versions)
+	sameVers := rec.Carries(versions)
 	if version != "" && version == rec.Version && sameVers {
 		return false, nil, nil
 	}

@@ -142,10 +142,7 @@ func (s *Service) reload(ctx context.Context, enclave string, rec fsm.KeyRecord)
 // evictWhere (leader) removes, cluster-wide, the sealed records for which
 // drop is true: one apply per enclave.
 func (s *Service) evictWhere(ctx context.Context, drop func(enclave string, r fsm.KeyRecord) bool) {
-	enclaves := []string{DefaultEnclave}
-	for _, e := range s.cfg.FSM.Enclaves() {
-		enclaves = append(enclaves, e.Name)
-	}
+	enclaves := s.enclaveNames()
 	for _, enclave := range enclaves {
 		var names []string
 		for _, r := range s.cfg.FSM.Keys(enclave, "") {

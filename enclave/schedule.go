@@ -97,10 +97,7 @@ func (s *Service) ScheduledKeys() []ScheduledKey {
 	if len(s.cfg.Rotation) == 0 {
 		return nil
 	}
-	enclaves := []string{DefaultEnclave}
-	for _, e := range s.cfg.FSM.Enclaves() {
-		enclaves = append(enclaves, e.Name)
-	}
+	enclaves := s.enclaveNames()
 	var out []ScheduledKey
 	for _, enclave := range enclaves {
 		for _, rec := range s.cfg.FSM.Keys(enclave, "") {

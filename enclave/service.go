@@ -209,6 +209,16 @@ func (s *Service) settle(ctx context.Context, index uint64) {
 	}
 }
 
+// enclaveNames returns the names of every enclave: the default one first,
+// then those the FSM records.
+func (s *Service) enclaveNames() []string {
+	enclaves := []string{DefaultEnclave}
+	for _, e := range s.cfg.FSM.Enclaves() {
+		enclaves = append(enclaves, e.Name)
+	}
+	return enclaves
+}
+
 // isAdmin compares in constant time.
 func (s *Service) isAdmin(identity string) bool {
 	return s.cfg.Admin != "" && subtle.ConstantTimeCompare([]byte(identity), []byte(s.cfg.Admin)) == 1

@@ -442,16 +442,3 @@ func (s *Service) discoverVersions(ctx context.Context, enclave, name string, pr
 	}
 	return out, nil
 }
-
-// sameVersions reports whether a record carries exactly the versions vs.
-func sameVersions(rec fsm.KeyRecord, vs fsm.KeyVersions) bool {
-	if len(rec.Versions) != len(vs.Versions) || rec.MinVersion != vs.MinVersion {
-		return false
-	}
-	for i := range vs.Versions {
-		if rec.Versions[i].Destroyed != vs.Versions[i].Destroyed {
-			return false
-		}
-	}
-	return true
-}

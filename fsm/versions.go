@@ -99,12 +99,17 @@ func (SetMinVersion) Type() Type { return TypeSetMinVersion }
 // versionsMatch reports whether a record carries the key's registered
 // versions (none for a key never rotated).
 func (s *state) versionsMatch(enclave string, r KeyRecord) bool {
-	reg := s.versions[enclave][r.Name]
-	if len(r.Versions) != len(reg.Versions) || r.MinVersion != reg.MinVersion {
+	return r.Carries(s.versions[enclave][r.Name])
+}
+
+// Carries reports whether r carries the versions v: the same versions ≥ 2,
+// destroyed alike, and the same minimum decryption version.
+func (r KeyRecord) Carries(v KeyVersions) bool {
+	if len(r.Versions) != len(v.Versions) || r.MinVersion != v.MinVersion {
 		return false
 	}
 	for i := range r.Versions {
-		if r.Versions[i].Destroyed != reg.Versions[i].Destroyed {
+		if r.Versions[i].Destroyed != v.Versions[i].Destroyed {
 			return false
 		}
 	}

@@ -147,10 +147,7 @@ func (c *Client) Encrypt(ctx context.Context, name string, plaintext, cryptoCtx 
 // ErrDecrypt when the ciphertext or context is not authentic and
 // ErrKeyNotFound if the key does not exist.
 func (c *Client) Decrypt(ctx context.Context, name string, ciphertext, cryptoCtx []byte) ([]byte, error) {
-	body, err := jsonBody(struct {
-		Ciphertext []byte `json:"ciphertext"`
-		Context    []byte `json:"context,omitempty"`
-	}{ciphertext, cryptoCtx})
+	body, err := ciphertextBody(ciphertext, cryptoCtx)
 	if err != nil {
 		return nil, err
 	}
@@ -288,10 +285,7 @@ func (c *Client) SetMinVersion(ctx context.Context, name string, minVersion int)
 // newest version, on the server (PUT /v1/key/rewrap/<name>, Keyraft only).
 // It returns ErrDecrypt when the ciphertext or context is not authentic.
 func (c *Client) Rewrap(ctx context.Context, name string, ciphertext, cryptoCtx []byte) ([]byte, error) {
-	body, err := jsonBody(struct {
-		Ciphertext []byte `json:"ciphertext"`
-		Context    []byte `json:"context,omitempty"`
-	}{ciphertext, cryptoCtx})
+	body, err := ciphertextBody(ciphertext, cryptoCtx)
 	if err != nil {
 		return nil, err
 	}
@@ -308,4 +302,13 @@ func (c *Client) Rewrap(ctx context.Context, name string, ciphertext, cryptoCtx 
 func (c *Client) DestroyVersion(ctx context.Context, name string, version int) error {
 	q := url.Values{"version": {strconv.Itoa(version)}}
 	return c.call(ctx, &request{method: "DELETE", path: resource("/v1/key/version/", name), query: q, enclave: true}, nil)
+}
+
+// ciphertextBody is the body of decrypt and rewrap: a ciphertext and its
+// associated data.
+func ciphertextBody(ciphertext, cryptoCtx []byte) ([]byte, error) {
+	return jsonBody(struct {
+		Ciphertext []byte `json:"ciphertext"`
+		Context    []byte `json:"context,omitempty"`
+	}{ciphertext, cryptoCtx})
 }
