@@ -39,22 +39,6 @@ BENCH_NAME=bench-cluster
 # kcurl <url>: GET with the admin client certificate.
 kcurl() { curl -fsk --max-time 2 --cert "$TMP/client.cert" --key "$TMP/client.key" "$1"; }
 
-# wait_for <what> <pid> <log> <command...>: polls the command every 0.1 s
-# until it succeeds, for up to 60 s, failing early when the server process
-# <pid> has exited (and showing its log).
-wait_for() {
-	local what=$1 pid=$2 logf=$3 deadline=$((SECONDS + 60))
-	shift 3
-	until "$@" >/dev/null 2>&1; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			log "$what: the server exited; its log:"; cat "$logf" >&2; exit 1
-		fi
-		if ((SECONDS >= deadline)); then
-			log "$what: not after 60s; the log:"; cat "$logf" >&2; exit 1
-		fi
-		sleep 0.1
-	done
-}
 
 log "building keyraft in $TMP"
 (cd "$REPO" && go build -o "$TMP/keyraft" ./cmd/keyraft)

@@ -43,16 +43,9 @@ BENCH_NAME=bench-pair
 # wait_ready polls an HTTPS URL with the client certificate until it answers
 # 2xx, for up to 30 s, failing early when the server process has exited.
 wait_ready() {
-	local url=$1 pid=$2 name=$3 deadline=$((SECONDS + 30))
-	until curl -fsk --max-time 2 --cert "$TMP/client.cert" --key "$TMP/client.key" "$url" >/dev/null 2>&1; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			log "$name exited; its log:"; cat "$TMP/$name.log" >&2; exit 1
-		fi
-		if ((SECONDS >= deadline)); then
-			log "$name not ready after 30s; its log:"; cat "$TMP/$name.log" >&2; exit 1
-		fi
-		sleep 0.1
-	done
+	local url=$1 pid=$2 name=$3
+	WAIT_SECONDS=30 wait_for "$name ready" "$pid" "$TMP/$name.log" \
+		curl -fsk --max-time 2 --cert "$TMP/client.cert" --key "$TMP/client.key" "$url"
 }
 
 log "building keyraft and floorsrv in $TMP"

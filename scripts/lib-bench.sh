@@ -29,3 +29,21 @@ die() { log "$*"; exit 1; }
 free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
+
+# wait_for <what> <pid> <log> <command...>: polls the command every 0.1 s
+# until it succeeds, for up to WAIT_SECONDS (default 60) s, failing early
+# when the server process <pid> has exited (and showing its log).
+wait_for() {
+	local what=$1 pid=$2 logf=$3 limit=${WAIT_SECONDS:-60}
+	local deadline=$((SECONDS + limit))
+	shift 3
+	until "$@" >/dev/null 2>&1; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "$what: the server exited; its log:"; cat "$logf" >&2; exit 1
+		fi
+		if ((SECONDS >= deadline)); then
+			log "$what: not after ${limit}s; the log:"; cat "$logf" >&2; exit 1
+		fi
+		sleep 0.1
+	done
+}
