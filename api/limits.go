@@ -1,8 +1,6 @@
 package api
 
 import (
-	"context"
-	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -101,12 +99,13 @@ func (l *identityLimiter) release(id string) {
 	}
 }
 
-// Reset throttling: a connection whose client abandons requests (HTTP/2
-// RST_STREAM, the "rapid reset" attack) faster than resetRate per second,
-// after a burst of resetBurst, has its reads delayed so that it cannot go
-// faster; TCP flow control then stalls the client instead of the server
-// burning CPU on handlers that nobody waits for. A read waits at most
-// maxResetDelay at a time.
+// Reset throttling: a connection whose client resets streams (HTTP/2
+// RST_STREAM frames, counted by frameWatch; the "rapid reset" attack)
+// faster than resetRate per second, after a burst of resetBurst, has its
+// reads delayed so that it cannot go faster; TCP flow control then stalls
+// the client instead of the server burning CPU on frames, streams and
+// handlers that nobody waits for. A read waits at most maxResetDelay at a
+// time.
 const (
 	resetRate     = 100
 	resetBurst    = 200
@@ -212,30 +211,4 @@ func (c *guardConn) Close() error {
 		}
 	})
 	return err
-}
-
-// guardKey is the context key of a request's *guardConn.
-type guardKey struct{}
-
-// connContext (http.Server.ConnContext) makes a connection's guard
-// reachable from its requests.
-func connContext(ctx context.Context, c net.Conn) context.Context {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if g, ok := c.(*guardConn); ok {
-		return context.WithValue(ctx, guardKey{}, g)
-	}
-	return ctx
-}
-
-// noteClientReset tells the request's connection guard, if any, that the
-// client abandoned r (its context ended before the handler returned).
-func noteClientReset(r *http.Request) {
-	if r.Context().Err() == nil {
-		return
-	}
-	if g, ok := r.Context().Value(guardKey{}).(*guardConn); ok {
-		g.clientReset()
-	}
 }

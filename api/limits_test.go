@@ -165,7 +165,10 @@ func TestGuardListenerCapsConnections(t *testing.T) {
 }
 
 func TestHTTPServerLimits(t *testing.T) {
-	srv := NewHTTPServer(http.NotFoundHandler(), nil)
+	srv, err := NewHTTPServer(http.NotFoundHandler(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if srv.HTTP2 == nil || srv.HTTP2.MaxConcurrentStreams != MaxConcurrentStreams || srv.MaxHeaderBytes != MaxHeaderBytes {
 		t.Fatalf("limits not set: %+v", srv)
 	}

@@ -270,7 +270,10 @@ func TestNewHTTPServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := NewHTTPServer(srv, &tls.Config{Certificates: []tls.Certificate{tlsCert(ecdsaKey, serverCert)}, ClientAuth: tls.RequireAnyClientCert})
+	hs, err := NewHTTPServer(srv, &tls.Config{Certificates: []tls.Certificate{tlsCert(ecdsaKey, serverCert)}, ClientAuth: tls.RequireAnyClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if hs.ReadHeaderTimeout != 5*time.Second || hs.IdleTimeout != 90*time.Second || hs.WriteTimeout != 0 || hs.ReadTimeout != 0 {
 		t.Fatalf("timeouts: %v %v %v %v", hs.ReadHeaderTimeout, hs.IdleTimeout, hs.WriteTimeout, hs.ReadTimeout)
 	}

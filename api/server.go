@@ -190,8 +190,11 @@ func (s *Server) Close() error {
 // must carry the server certificate (Certificates or
 // GetCertificate/GetConfigForClient) and a client-auth mode. If h is a
 // *Server, its Close is registered with RegisterOnShutdown so that Shutdown
-// ends the log streams.
-func NewHTTPServer(h http.Handler, tlsConfig *tls.Config) *http.Server {
+// ends the log streams. HTTP/2 is served through configureHTTP2 (h2.go), so
+// that a connection's client resets feed its GuardListener throttle. It
+// fails only if tlsConfig lists CipherSuites without one that HTTP/2
+// requires.
+func NewHTTPServer(h http.Handler, tlsConfig *tls.Config) (*http.Server, error) {
 	var cfg *tls.Config
 	if tlsConfig != nil {
 		cfg = tlsConfig.Clone()
@@ -219,15 +222,17 @@ func NewHTTPServer(h http.Handler, tlsConfig *tls.Config) *http.Server {
 			MaxReceiveBufferPerStream:     MaxReceiveBufferPerStream,
 			WriteByteTimeout:              WriteByteTimeout,
 		},
-		ConnContext: connContext,
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetHTTP2(true)
+	if err := configureHTTP2(srv); err != nil {
+		return nil, err
+	}
 	if s, ok := h.(*Server); ok {
 		srv.RegisterOnShutdown(func() { _ = s.Close() })
 	}
-	return srv
+	return srv, nil
 }
 
 // request is a matched request with everything the handlers need.
@@ -272,7 +277,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt == nil || rt.audited {
 		s.audit(req, sw.status(), start)
 	}
-	noteClientReset(r)
 }
 
 // serve runs the request pipeline up to and including the handler. w is

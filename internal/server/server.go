@@ -363,7 +363,11 @@ func (s *Server) serveAPI(opts Options) error {
 		il.RegisterSink(sink)
 		s.unregisterSink = func() { il.DeregisterSink(sink) }
 	}
-	s.http = api.NewHTTPServer(s.api, &tls.Config{GetConfigForClient: s.apiTLSConfig})
+	hs, err := api.NewHTTPServer(s.api, &tls.Config{GetConfigForClient: s.apiTLSConfig})
+	if err != nil {
+		return err
+	}
+	s.http = hs
 	s.serveWG.Add(1)
 	go func() {
 		defer s.serveWG.Done()

@@ -60,6 +60,7 @@ type options struct {
 	resetTime, normalTime  time.Duration
 	settle                 time.Duration
 	keep                   bool
+	pprof                  string
 	normalWorkers          int
 	stalledWait            time.Duration
 	only                   string
@@ -88,6 +89,7 @@ func main() {
 	flag.DurationVar(&o.settle, "settle", time.Minute, "wait after the attacks before the last RSS reading")
 	flag.StringVar(&o.only, "only", "", "comma-separated subset of stalled,slow,flood,reset")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
+	flag.StringVar(&o.pprof, "pprof", "", "start the node with --pprof on this loopback address (to profile it under attack)")
 	flag.StringVar(&o.child, "child", "", "internal: run as the attacker process of this attack")
 	flag.StringVar(&o.childAddr, "child-addr", "", "internal: the node's API address")
 	flag.StringVar(&o.attackKey, "child-key", "", "internal: the attacker's API key")
@@ -273,7 +275,11 @@ func (o *options) startNode() (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(o.bin, "server", "--config", cfgFile)
+	args := []string{"server", "--config", cfgFile}
+	if o.pprof != "" {
+		args = append(args, "--pprof", o.pprof)
+	}
+	cmd := exec.Command(o.bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
