@@ -250,6 +250,58 @@ type request struct {
 	// version is the key version a key operation used, when ≥ 2 (for the
 	// audit log; 0: version 1 or none).
 	version int
+	// ctx carries the route's deadline (nil for routes without one:
+	// Context then returns the request's own).
+	ctx context.Context
+	// mu orders expireAtDeadline's callback against the handler's end:
+	// ended is set under mu once the response writer must not be touched.
+	mu    sync.Mutex
+	ended bool
+}
+
+// Context returns the request's context, with the route's deadline if it
+// has one. Handlers use it, not req.Request.Context().
+func (r *request) Context() context.Context {
+	if r.ctx != nil {
+		return r.ctx
+	}
+	return r.Request.Context()
+}
+
+// expireAtDeadline makes the connection enforce the route's deadline
+// (r.ctx's) on w: once it passes, a body still arriving fails to read and
+// a response still being written is abandoned, so a client that trickles
+// its body in cannot hold the request beyond the deadline. The read and
+// write deadlines are set only if the deadline passes, not on every
+// request: over HTTP/2 each one is a timer and a message to the
+// connection's serve loop. Call the returned func when the handler
+// returns (before the context is cancelled); after it, w is not touched.
+// Writers without deadline support (unit tests) are left alone; the
+// context deadline still bounds the backend calls.
+func (r *request) expireAtDeadline(w http.ResponseWriter) (done func()) {
+	ctx := r.ctx
+	stop := context.AfterFunc(ctx, func() {
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.ended {
+			return
+		}
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now)
+		_ = rc.SetWriteDeadline(now)
+	})
+	return func() {
+		if stop() {
+			return // the callback never ran and never will
+		}
+		r.mu.Lock()
+		r.ended = true
+		r.mu.Unlock()
+	}
 }
 
 // ServeHTTP serves one API request: route match, method check, body limit,
@@ -303,17 +355,10 @@ func (s *Server) serve(w http.ResponseWriter, raw http.ResponseWriter, req *requ
 		req.Body = http.MaxBytesReader(raw, req.Body, rt.bodyLimit(req.ContentLength))
 	}
 	if rt.timeout > 0 {
-		ctx, cancel := context.WithTimeout(req.Context(), rt.timeout)
+		ctx, cancel := context.WithTimeout(req.Request.Context(), rt.timeout)
 		defer cancel()
-		// Not every writer supports deadlines (e.g. in unit tests); the
-		// context deadline still bounds the backend call. The read deadline
-		// makes a body that trickles in fail at the route's deadline
-		// instead of holding the request forever.
-		rc := http.NewResponseController(w)
-		deadline := time.Now().Add(rt.timeout)
-		_ = rc.SetWriteDeadline(deadline)
-		_ = rc.SetReadDeadline(deadline)
-		req.Request = req.WithContext(ctx)
+		req.ctx = ctx
+		defer req.expireAtDeadline(w)()
 	}
 	if rt.auth != authNone {
 		enc, err := selectEnclave(req.Request)

@@ -16,6 +16,8 @@
 #   VERSIONS [1]      rotate Keyraft's bench keys to this many versions first
 #                     (key versions cost nothing per request: compare the
 #                     ratio with VERSIONS=1 and VERSIONS=100)
+#   PPROF []          serve Keyraft's pprof on this loopback address, e.g.
+#                     127.0.0.1:6060, to profile it under the load
 #   START_MARGIN []   seconds from launch to the start of the load (default
 #                     2 + KEYS/1000, the time to seal one data key per key)
 set -euo pipefail
@@ -87,7 +89,9 @@ cluster:
   raft_address: 127.0.0.1:$RAFT_PORT
 EOF
 
-"$KR" server --config "$TMP/keyraft.yaml" >"$TMP/keyraft.log" 2>&1 &
+PPROF_FLAG=()
+if [[ -n ${PPROF:-} ]]; then PPROF_FLAG=(--pprof "$PPROF"); fi
+"$KR" server --config "$TMP/keyraft.yaml" "${PPROF_FLAG[@]}" >"$TMP/keyraft.log" 2>&1 &
 KR_PID=$!
 PIDS+=("$KR_PID")
 "$TMP/floorsrv" -addr "127.0.0.1:$FL_PORT" -cert "$TMP/srv.cert" -key "$TMP/srv.key" -admin "$CLIENT_ID" >"$TMP/floorsrv.log" 2>&1 &

@@ -101,61 +101,112 @@ func TestStalledBodiesDoNotReserveMemory(t *testing.T) {
 	}
 }
 
-// TestSlowBodiesAreCutAtTheDeadline: HTTP/1.1 bodies sent a byte at a time
-// end at the route's deadline (2 s here) instead of holding the
-// connection forever.
+// TestSlowBodiesAreCutAtTheDeadline: bodies sent a byte at a time, over
+// HTTP/1.1 and over HTTP/2, end at the route's deadline (2 s here)
+// instead of holding the connection or stream forever.
 func TestSlowBodiesAreCutAtTheDeadline(t *testing.T) {
 	s, key, _ := hostileNode(t)
 	cert, err := key.Certificate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}} //nolint:gosec // test node
 	const n = 20
-	cut := make(chan time.Duration, n)
-	start := time.Now()
-	for range n {
-		go func() {
-			conn, err := tls.Dial("tcp", s.Addr().String(), cfg)
-			if err != nil {
-				cut <- -1
-				return
+	// check waits for the n requests started at start to end.
+	check := func(t *testing.T, start time.Time, cut <-chan time.Duration) {
+		for range n {
+			select {
+			case d := <-cut:
+				if d < 0 {
+					t.Fatal("dial failed")
+				}
+				if d < 1500*time.Millisecond {
+					t.Fatalf("request ended after %v, before the 2 s deadline", d)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("a slow body was not cut within 30 s (route deadline 2 s)")
 			}
-			defer conn.Close()
-			_, _ = io.WriteString(conn, "PUT /v1/key/generate/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n")
-			done := make(chan struct{})
+		}
+		t.Logf("%d slow bodies cut %v after the start", n, time.Since(start).Round(time.Millisecond))
+	}
+
+	t.Run("http1.1", func(t *testing.T) {
+		cfg := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}} //nolint:gosec // test node
+		cut := make(chan time.Duration, n)
+		start := time.Now()
+		for range n {
 			go func() {
-				_, _ = conn.Read(make([]byte, 1))
-				close(done)
-			}()
-			tick := time.NewTicker(200 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-done:
-					cut <- time.Since(start)
+				conn, err := tls.Dial("tcp", s.Addr().String(), cfg)
+				if err != nil {
+					cut <- -1
 					return
-				case <-tick.C:
-					if _, err := conn.Write([]byte{'{'}); err != nil {
-						<-done
+				}
+				defer conn.Close()
+				_, _ = io.WriteString(conn, "PUT /v1/key/generate/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n")
+				done := make(chan struct{})
+				go func() {
+					_, _ = conn.Read(make([]byte, 1))
+					close(done)
+				}()
+				tick := time.NewTicker(200 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-done:
 						cut <- time.Since(start)
 						return
+					case <-tick.C:
+						if _, err := conn.Write([]byte{'{'}); err != nil {
+							<-done
+							cut <- time.Since(start)
+							return
+						}
 					}
 				}
-			}
-		}()
-	}
-	for range n {
-		select {
-		case d := <-cut:
-			if d < 0 {
-				t.Fatal("dial failed")
-			}
-			if d < 1500*time.Millisecond {
-				t.Fatalf("connection ended after %v, before the 2 s deadline", d)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("a slow body was not cut within 30 s (route deadline 2 s)")
+			}()
 		}
+		check(t, start, cut)
+	})
+
+	t.Run("h2", func(t *testing.T) {
+		tr := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}} //nolint:gosec // test node
+		defer tr.CloseIdleConnections()
+		client := &http.Client{Transport: tr}
+		cut := make(chan time.Duration, n)
+		start := time.Now()
+		for range n {
+			go func() {
+				body := &trickle{stop: make(chan struct{})}
+				defer close(body.stop)
+				req, err := http.NewRequest(http.MethodPut, "https://"+s.Addr().String()+"/v1/key/generate/k", body)
+				if err != nil {
+					cut <- -1
+					return
+				}
+				req.ContentLength = 1000
+				resp, err := client.Do(req)
+				if err == nil {
+					if resp.ProtoMajor != 2 {
+						t.Errorf("answered over %s, want HTTP/2", resp.Proto)
+					}
+					resp.Body.Close()
+				}
+				cut <- time.Since(start)
+			}()
+		}
+		check(t, start, cut)
+	})
+}
+
+// trickle is a request body that yields one byte every 200 ms until stop
+// is closed.
+type trickle struct{ stop chan struct{} }
+
+func (b *trickle) Read(p []byte) (int, error) {
+	select {
+	case <-b.stop:
+		return 0, io.EOF
+	case <-time.After(200 * time.Millisecond): // the trickle's pace, not a wait for an event
 	}
+	p[0] = '{'
+	return 1, nil
 }

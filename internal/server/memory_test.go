@@ -68,3 +68,28 @@ func bloat(n int) {
 	}
 	sink = nil
 }
+
+func TestGCPercentKeepsTheHeapGoalFloor(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{
+		{0, 100},              // nothing measured yet: Go's default
+		{2 * mib, 1500},       // goal 2 MiB × 16 = 32 MiB
+		{3 * mib, 967},        // goal just above 32 MiB
+		{16 * mib, 100},       // the default already reaches the floor
+		{1024 * mib, 100},     // a large heap keeps the default
+		{15 * mib, 114},       // just below: a little above the default
+		{32*mib + 1, 100},     // above the floor
+		{1, 32*mib*100 - 100}, // tiny heaps get a proportionally large percent
+	} {
+		got := gcPercent(c.live, 32*mib)
+		if got != c.want {
+			t.Errorf("gcPercent(%d) = %d, want %d", c.live, got, c.want)
+		}
+		if c.live > 0 && uint64(got+100)*c.live/100 < 32*mib && c.live < 16*mib {
+			t.Errorf("gcPercent(%d) = %d: goal %d below the floor", c.live, got, uint64(got+100)*c.live/100)
+		}
+	}
+}
