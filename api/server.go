@@ -308,7 +308,6 @@ func (r *request) expireAtDeadline(w http.ResponseWriter) (done func()) {
 // deadline, enclave selection, authentication and authorisation, the
 // handler, then metrics and the audit event.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_ = prewarmStack(0)
 	start := time.Now()
 	rt, resource, bare := s.router.match(r.URL.Path)
 	req := &request{Request: r, route: rt, resource: resource, bare: bare}

@@ -14,6 +14,14 @@
 #   EXTRA []          more bench flags for both, e.g. "--http1" or "--rate 2000"
 #   CHURN [0]         bench --churn for both (0: no writes beside the load)
 #   METRICS [1]       add --metrics to both (Raft applies etc. per request)
+#   SINGLE_EXTRA []   bench flags for the single node only (later flags win),
+#                     e.g. "--concurrency 5" to load it as much as one
+#                     cluster node is loaded
+#   SINGLE_ENDPOINTS [1]  list the single node this many times, so that its
+#                     bench spreads the workers over as many connections as
+#                     the cluster's (3 gives both sides the same connection
+#                     layout; HTTP/2 costs more per request when fewer
+#                     requests share a connection)
 #   OUT []            keep the JSON results in this directory
 #   START_MARGIN []   seconds from launch to the start of the load (default
 #                     2 + KEYS/1000, the time to seal one data key per key)
@@ -101,7 +109,7 @@ write_config node3 "$TMP/cluster-keys" "${URL[node1]}"
 
 declare -A PID
 start() {
-	"$KR" server --config "$TMP/$1.yaml" >"$TMP/$1.log" 2>&1 </dev/null &
+	GOMAXPROCS=${NODE_GOMAXPROCS:-} "$KR" server --config "$TMP/$1.yaml" >"$TMP/$1.log" 2>&1 </dev/null &
 	PID[$1]=$!
 	PIDS+=("$!")
 }
@@ -133,6 +141,7 @@ log "single node pid ${PID[single]} on :${API[single]}; cluster pids ${PID[node1
 	"on :${API[node1]} :${API[node2]} :${API[node3]}, leader $(leader)"
 
 SINGLE=${URL[single]}
+for ((i = 1; i < ${SINGLE_ENDPOINTS:-1}; i++)); do SINGLE+=",${URL[single]}"; done
 CLUSTER=${URL[node1]},${URL[node2]},${URL[node3]}
 SINGLE_PIDS=${PID[single]}
 CLUSTER_PIDS=${PID[node1]},${PID[node2]},${PID[node3]}
@@ -148,11 +157,27 @@ if [[ $CHURN != 0 ]]; then BENCH+=(--churn "$CHURN"); fi
 # Create the keys once, outside the rounds, on both sides.
 if ((KEYS > 1)); then
 	log "creating $KEYS keys on both sides"
-	for ep in "$SINGLE" "${URL[node1]}"; do
+	for ep in "${URL[single]}" "${URL[node1]}"; do
 		"$KR" bench --duration 1ms --concurrency 1 --op generate --keys "$KEYS" --json -k \
 			--cert "$TMP/client.cert" --key "$TMP/client.key" --server "$ep" >/dev/null
 	done
 fi
+
+# cpu_ticks <pid,...>: utime+stime of the processes, in clock ticks.
+cpu_ticks() {
+	local t=0 p
+	for p in ${1//,/ }; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+	echo "$t"
+}
+# The fixed cost of running: CPU per second of both sides with no load
+# (Raft heartbeats, health checks and the other background loops).
+IDLE_SECONDS=${IDLE_SECONDS:-5}
+s0=$(cpu_ticks "$SINGLE_PIDS") c0=$(cpu_ticks "$CLUSTER_PIDS")
+sleep "$IDLE_SECONDS" # measuring idle CPU over a fixed window, not waiting for an event
+s1=$(cpu_ticks "$SINGLE_PIDS") c1=$(cpu_ticks "$CLUSTER_PIDS")
+hz=$(getconf CLK_TCK)
+log "idle CPU over ${IDLE_SECONDS}s: single $(((s1 - s0) * 1000 / hz / IDLE_SECONDS)) ms/s," \
+	"cluster (3 processes) $(((c1 - c0) * 1000 / hz / IDLE_SECONDS)) ms/s"
 
 elections0=$(elections)
 log "$ROUNDS round(s): ${BENCH[*]:1}"
@@ -160,7 +185,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	# Both processes hold their load until the same moment, whatever their
 	# set-up took.
 	start=$(python3 -c "import time; print('%.3f' % (time.time() + $START_MARGIN))")
-	"$KR" "${BENCH[@]}" --start-at "$start" --server "$SINGLE" --server-pids "$SINGLE_PIDS" \
+	# shellcheck disable=SC2086 # SINGLE_EXTRA is meant to be split into flags
+	"$KR" "${BENCH[@]}" ${SINGLE_EXTRA:-} --start-at "$start" --server "$SINGLE" --server-pids "$SINGLE_PIDS" \
 		>"$OUT/round$r-single.json" 2>"$TMP/bench-single.err" &
 	b1=$!
 	"$KR" "${BENCH[@]}" --start-at "$start" --server "$CLUSTER" --server-pids "$CLUSTER_PIDS" \
