@@ -85,6 +85,8 @@ type Server struct {
 	promHTTP http.Handler
 	fence    func(route string) error
 	limiter  *identityLimiter
+	// deadlines enforces the routes' deadlines on the connections.
+	deadlines sweeper
 
 	auditMu     sync.Mutex
 	auditOut    io.Writer // nil when console auditing is off
@@ -252,11 +254,7 @@ type request struct {
 	version int
 	// ctx carries the route's deadline (nil for routes without one:
 	// Context then returns the request's own).
-	ctx context.Context
-	// mu orders expireAtDeadline's callback against the handler's end:
-	// ended is set under mu once the response writer must not be touched.
-	mu    sync.Mutex
-	ended bool
+	ctx *deadlineCtx
 }
 
 // Context returns the request's context, with the route's deadline if it
@@ -266,42 +264,6 @@ func (r *request) Context() context.Context {
 		return r.ctx
 	}
 	return r.Request.Context()
-}
-
-// expireAtDeadline makes the connection enforce the route's deadline
-// (r.ctx's) on w: once it passes, a body still arriving fails to read and
-// a response still being written is abandoned, so a client that trickles
-// its body in cannot hold the request beyond the deadline. The read and
-// write deadlines are set only if the deadline passes, not on every
-// request: over HTTP/2 each one is a timer and a message to the
-// connection's serve loop. Call the returned func when the handler
-// returns (before the context is cancelled); after it, w is not touched.
-// Writers without deadline support (unit tests) are left alone; the
-// context deadline still bounds the backend calls.
-func (r *request) expireAtDeadline(w http.ResponseWriter) (done func()) {
-	ctx := r.ctx
-	stop := context.AfterFunc(ctx, func() {
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.ended {
-			return
-		}
-		rc := http.NewResponseController(w)
-		now := time.Now()
-		_ = rc.SetReadDeadline(now)
-		_ = rc.SetWriteDeadline(now)
-	})
-	return func() {
-		if stop() {
-			return // the callback never ran and never will
-		}
-		r.mu.Lock()
-		r.ended = true
-		r.mu.Unlock()
-	}
 }
 
 // ServeHTTP serves one API request: route match, method check, body limit,
@@ -354,10 +316,14 @@ func (s *Server) serve(w http.ResponseWriter, raw http.ResponseWriter, req *requ
 		req.Body = http.MaxBytesReader(raw, req.Body, rt.bodyLimit(req.ContentLength))
 	}
 	if rt.timeout > 0 {
-		ctx, cancel := context.WithTimeout(req.Request.Context(), rt.timeout)
-		defer cancel()
-		req.ctx = ctx
-		defer req.expireAtDeadline(w)()
+		// See deadline.go: no timer per request.
+		dc := &deadlineCtx{parent: req.Request.Context(), deadline: time.Now().Add(rt.timeout)}
+		req.ctx = dc
+		s.deadlines.add(req, w)
+		defer func() {
+			s.deadlines.remove(req)
+			dc.end()
+		}()
 	}
 	if rt.auth != authNone {
 		enc, err := selectEnclave(req.Request)
