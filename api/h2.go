@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 x/net/http2's server API is deprecated in favour of net/http's, which offers no way to serve HTTP/2 on a wrapped connection; from Go 1.27 x/net implements this API on top of net/http's server, so it keeps working (see the comment below).
+
 package api
 
 import (
@@ -15,7 +17,9 @@ import (
 // instead of through the bundled copy for one reason: x/net's ServeConn
 // takes any net.Conn, so each connection can be wrapped in a frameWatch
 // that sees the client's frame headers. The bundled copy only accepts the
-// *tls.Conn itself.
+// *tls.Conn itself. x/net marks this server API deprecated ("set
+// http.Server.Protocols instead"); from Go 1.27 it wraps net/http's own
+// HTTP/2 server and ServeConn still takes any net.Conn.
 
 // configureHTTP2 installs the HTTP/2 server on srv (after srv.HTTP2 is
 // set). It fails only if srv's TLS configuration cannot carry HTTP/2.
