@@ -101,13 +101,9 @@ func TestRapidResetThrottled(t *testing.T) {
 		}
 		return c, fr
 	}
-	// pingRTT sends a PING and waits (at most 10 s) for its ACK, skipping
-	// the server's other frames.
-	pingRTT := func(c *tls.Conn, fr *http2.Framer) time.Duration {
-		start := time.Now()
-		if err := fr.WritePing(false, [8]byte{7}); err != nil {
-			t.Fatal(err)
-		}
+	// awaitPingAck waits (at most 10 s) for a PING ACK, skipping the
+	// server's other frames, and returns the time since start.
+	awaitPingAck := func(c *tls.Conn, fr *http2.Framer, start time.Time) time.Duration {
 		_ = c.SetReadDeadline(start.Add(10 * time.Second))
 		for {
 			f, err := fr.ReadFrame()
@@ -118,6 +114,14 @@ func TestRapidResetThrottled(t *testing.T) {
 				return time.Since(start)
 			}
 		}
+	}
+	// pingRTT sends a PING and waits for its ACK.
+	pingRTT := func(c *tls.Conn, fr *http2.Framer) time.Duration {
+		start := time.Now()
+		if err := fr.WritePing(false, [8]byte{7}); err != nil {
+			t.Fatal(err)
+		}
+		return awaitPingAck(c, fr, start)
 	}
 
 	control, cfr := dial()
@@ -154,21 +158,10 @@ func TestRapidResetThrottled(t *testing.T) {
 	if err := <-written; err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	_ = attacker.SetReadDeadline(start.Add(10 * time.Second))
-	for {
-		f, err := afr.ReadFrame()
-		if err != nil {
-			t.Fatalf("waiting for the attacker's PING ACK: %v", err)
-		}
-		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
-			break
-		}
-	}
-	// Everything was sent before start; an unthrottled server answers
-	// the PING within milliseconds. resetRate resets beyond the burst
-	// push the reads back by a second.
-	if d := time.Since(start); d < 300*time.Millisecond {
+	// Everything was sent before this point; an unthrottled server
+	// answers the PING within milliseconds. resetRate resets beyond the
+	// burst push the reads back by a second.
+	if d := awaitPingAck(attacker, afr, time.Now()); d < 300*time.Millisecond {
 		t.Fatalf("PING after %d resets answered after %v; want the connection throttled", pairs, d)
 	}
 	if d := pingRTT(control, cfr); d > time.Second {
