@@ -21,7 +21,8 @@ import (
 // Linearizability of key existence under faults (issue 10): clients on
 // every node create, delete and describe a few keys and generate-then-
 // decrypt with them while a nemesis stops and restarts the leader,
-// partitions a node and restarts nodes; porcupine checks the history.
+// partitions a node, restarts nodes and pauses a node's cluster traffic;
+// porcupine checks the history.
 //
 // KEYRAFT_LINEARIZABLE_DURATION (a Go duration) runs a longer schedule by
 // hand; the default is a short one for CI. Reads (describe, generate then
@@ -244,7 +245,7 @@ func TestLinearizableKeysUnderFaults(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	faults := 0
 	for ctx.Err() == nil {
-		switch faults % 3 {
+		switch faults % 4 {
 		case 0: // stop the leader, restart it
 			l := c.leader()
 			c.stop(l)
@@ -259,6 +260,13 @@ func TestLinearizableKeysUnderFaults(t *testing.T) {
 			id := ids[rng.IntN(len(ids))]
 			c.stop(id)
 			c.start(id)
+		case 3: // pause a node: its peers' connections stay open but
+			// nothing gets through (what a SIGSTOPped process looks
+			// like to them), then it resumes where it was
+			n := c.nodes[ids[rng.IntN(len(ids))]]
+			n.sw.Blackhole()
+			waitFor(ctx, 2*time.Second)
+			n.sw.Heal()
 		}
 		faults++
 		waitFor(ctx, time.Second)
