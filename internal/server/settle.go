@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/keyraft/keyraft/fsm"
 )
 
 // rpcApplied is the cluster RPC that waits until the member applied a
@@ -23,16 +26,17 @@ const settleWait = 3 * time.Second
 // settleWait are logged and not waited for (see settleWait). It never
 // fails; ctx bounds it too.
 func (s *Server) settle(ctx context.Context, index uint64) error {
+	others := slices.DeleteFunc(s.fsm.Members(), func(m fsm.Member) bool { return m.ID == s.cfg.Cluster.NodeID })
+	if len(others) == 0 {
+		return nil // a single node: nobody to wait for, no commit to push
+	}
 	// The followers learn that index is committed from the next
 	// AppendEntries; send one now instead of at the commit timeout.
 	s.node.PushCommit()
 	ctx, cancel := context.WithTimeout(ctx, settleWait)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, m := range s.fsm.Members() {
-		if m.ID == s.cfg.Cluster.NodeID {
-			continue
-		}
+	for _, m := range others {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
