@@ -22,6 +22,8 @@
 #                     the cluster's (3 gives both sides the same connection
 #                     layout; HTTP/2 costs more per request when fewer
 #                     requests share a connection)
+#   NODE_GOMAXPROCS []  GOMAXPROCS of all four server processes
+#   IDLE_SECONDS [5]  length of the idle CPU measurement before the rounds
 #   OUT []            keep the JSON results in this directory
 #   START_MARGIN []   seconds from launch to the start of the load (default
 #                     2 + KEYS/1000, the time to seal one data key per key)
@@ -46,7 +48,6 @@ BENCH_NAME=bench-cluster
 
 # kcurl <url>: GET with the admin client certificate.
 kcurl() { curl -fsk --max-time 2 --cert "$TMP/client.cert" --key "$TMP/client.key" "$1"; }
-
 
 log "building keyraft in $TMP"
 (cd "$REPO" && go build -o "$TMP/keyraft" ./cmd/keyraft)
