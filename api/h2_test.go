@@ -80,7 +80,7 @@ func TestRapidResetThrottled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = hs.ServeTLS(GuardListener(l, 0, nil), "", "") }()
+	go func() { _ = hs.ServeTLS(GuardListener(l, GuardOptions{}), "", "") }()
 	defer hs.Close()
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCert)

@@ -112,20 +112,43 @@ const (
 	maxResetDelay = time.Second
 )
 
+// GuardOptions are the connection limits of GuardListener. The zero value
+// sets none.
+type GuardOptions struct {
+	// MaxConnections, if positive, caps the connections open at a time. A
+	// connection accepted beyond it is closed at once (before the TLS
+	// handshake): the client sees a transport error and, if it knows other
+	// nodes, fails over to them. Blocking in Accept instead would leave
+	// clients waiting in the kernel's backlog for as long as an attacker
+	// holds the slots. Rejected, if not nil, is called for every connection
+	// closed that way.
+	MaxConnections int
+	Rejected       func()
+	// AcceptRate, if positive, paces Accept to that many connections per
+	// second after a burst of AcceptRate/10 (at least 1); the others wait
+	// in the kernel's backlog. Every new connection is a TLS handshake of
+	// ~50 KiB of memory in flight (key exchange, certificates, a grown
+	// goroutine stack): a client that opens a thousand at once would
+	// otherwise have them all in flight together. Pacing bounds that to
+	// about the burst, and a wait in the backlog costs nothing, so a slow
+	// client cannot hold a slot the way it could hold a handshake slot.
+	// Paced, if not nil, is called for every connection that waited.
+	AcceptRate int
+	Paced      func()
+}
+
 // GuardListener wraps the API listener: every accepted connection gets the
-// reset throttle above, and if max > 0 at most max connections are open at
-// a time. A connection accepted beyond max is closed at once (before the
-// TLS handshake): the client sees a transport error and, if it knows other
-// nodes, fails over to them. Blocking in Accept instead would leave clients
-// waiting in the kernel's backlog for as long as an attacker holds the
-// slots. rejected, if not nil, is called for every connection closed that
-// way. The returned listener is safe for concurrent use; closing it closes
-// ln. Serve an http.Server from NewHTTPServer on it, so that requests can
-// find their connection.
-func GuardListener(ln net.Listener, max int, rejected func()) net.Listener {
-	l := &guardListener{Listener: ln, rejected: rejected}
-	if max > 0 {
-		l.sem = make(chan struct{}, max)
+// reset throttle above, and opt's caps apply. The returned listener is safe
+// for concurrent use; Accept returns ln's errors; closing it closes ln.
+// Serve an http.Server from NewHTTPServer on it, so that requests can find
+// their connection.
+func GuardListener(ln net.Listener, opt GuardOptions) net.Listener {
+	l := &guardListener{Listener: ln, rejected: opt.Rejected, paced: opt.Paced, done: make(chan struct{})}
+	if opt.MaxConnections > 0 {
+		l.sem = make(chan struct{}, opt.MaxConnections)
+	}
+	if opt.AcceptRate > 0 {
+		l.pace = rate.NewLimiter(rate.Limit(opt.AcceptRate), max(1, opt.AcceptRate/10))
 	}
 	return l
 }
@@ -134,12 +157,20 @@ type guardListener struct {
 	net.Listener
 	sem      chan struct{} // nil: no cap
 	rejected func()
+	pace     *rate.Limiter // nil: no pacing
+	paced    func()
+	done     chan struct{} // closed by Close: ends a pacing wait
+	once     sync.Once
 }
 
 func (l *guardListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
+			return nil, err
+		}
+		if err := l.wait(); err != nil {
+			c.Close()
 			return nil, err
 		}
 		g := &guardConn{Conn: c, closed: make(chan struct{}), resets: rate.NewLimiter(resetRate, resetBurst)}
@@ -157,6 +188,39 @@ func (l *guardListener) Accept() (net.Conn, error) {
 			}
 		}
 	}
+}
+
+// wait takes a token from the pacing limiter, waiting for one if needed.
+// It is called after Accept, so that the listener's Close (which a
+// waiting Accept does not see) is noticed by a closed connection at worst
+// one token later; Close also ends the wait at once.
+func (l *guardListener) wait() error {
+	if l.pace == nil {
+		return nil
+	}
+	r := l.pace.Reserve()
+	d := r.Delay()
+	if d == 0 {
+		return nil
+	}
+	if l.paced != nil {
+		l.paced()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-l.done:
+		r.Cancel()
+		return net.ErrClosed
+	}
+}
+
+// Close closes the listener and ends a pacing wait in Accept.
+func (l *guardListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
 }
 
 // guardConn is an accepted connection with its slot and reset throttle.

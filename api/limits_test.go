@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,7 +123,7 @@ func TestGuardListenerCapsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	rejected := make(chan struct{}, 10)
-	gl := GuardListener(ln, 1, func() { rejected <- struct{}{} })
+	gl := GuardListener(ln, GuardOptions{MaxConnections: 1, Rejected: func() { rejected <- struct{}{} }})
 	defer gl.Close()
 	accepted := make(chan net.Conn, 10)
 	go func() {
@@ -162,6 +163,80 @@ func TestGuardListenerCapsConnections(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("slot not released on Close")
 	}
+}
+
+// TestGuardListenerPacesAccept: with AcceptRate 50 (burst 5), 15
+// connections cannot all be accepted in less than (15-5)/50 s, the ones
+// beyond the burst are counted as paced, and Close ends a pacing wait (an
+// Accept that would otherwise return a connection returns an error).
+func TestGuardListenerPacesAccept(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paced atomic.Int32
+	start := time.Now()
+	gl := GuardListener(ln, GuardOptions{AcceptRate: 50, Paced: func() { paced.Add(1) }})
+	defer gl.Close()
+	const n = 15
+	for range n {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	for range n {
+		c, err := gl.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	if elapsed := time.Since(start); elapsed < 190*time.Millisecond {
+		t.Fatalf("%d connections accepted in %v: not paced", n, elapsed)
+	}
+	if p := paced.Load(); p < 1 || p > n-5 {
+		t.Fatalf("paced = %d, want 1..%d", p, n-5)
+	}
+
+	waiting := make(chan struct{}, 2)
+	slow := GuardListener(mustListen(t), GuardOptions{AcceptRate: 1, Paced: func() { waiting <- struct{}{} }})
+	addr := slow.Addr().String()
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	if c, err := slow.Accept(); err != nil {
+		t.Fatal(err)
+	} else {
+		c.Close()
+	}
+	done := make(chan error, 1)
+	go func() {
+		c, err := slow.Accept() // waits a second for its token
+		if c != nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	<-waiting // the second Accept is waiting for its token
+	slow.Close()
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close = %v, want net.ErrClosed", err)
+	}
+}
+
+func mustListen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }
 
 func TestHTTPServerLimits(t *testing.T) {

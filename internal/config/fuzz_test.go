@@ -16,7 +16,7 @@ func FuzzParse(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	f.Add([]byte("limits:\n  max_connections: 10\n  max_requests_per_identity: 4\n  memory: 512MiB\n"))
+	f.Add([]byte("limits:\n  max_connections: 10\n  max_requests_per_identity: 4\n  memory: 512MiB\n  connection_rate: 300\n"))
 	f.Add([]byte("cluster:\n  join: [a:1, 'https://b:2']\n  isolation_timeout: 5s\n"))
 	f.Add([]byte("address: ${NOPE}\n"))
 	f.Add([]byte("a: &x [*x]\n"))

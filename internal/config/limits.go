@@ -24,13 +24,24 @@ type Limits struct {
 	// when the GOMEMLIMIT environment variable is set. A negative value
 	// ("off") sets no limit.
 	MemoryLimit int64
+	// ConnectionRate is how many new API connections per second a node
+	// accepts (limits.connection_rate); the others wait in the kernel's
+	// backlog. 0 (absent) means DefaultConnectionRate; -1 ("off") none.
+	ConnectionRate int
 }
+
+// DefaultConnectionRate is limits.connection_rate when it is absent: new
+// connections per second, each a TLS handshake. It is far above what KES
+// clients need (they keep their connections) and bounds the memory of a
+// connection storm (docs/operations.md).
+const DefaultConnectionRate = 500
 
 // rawLimits mirrors the limits section.
 type rawLimits struct {
 	MaxConnections         yaml.Node `yaml:"max_connections"`
 	MaxRequestsPerIdentity yaml.Node `yaml:"max_requests_per_identity"`
 	Memory                 yaml.Node `yaml:"memory"`
+	ConnectionRate         yaml.Node `yaml:"connection_rate"`
 }
 
 func limitsFromRaw(r *rawLimits) (Limits, error) {
@@ -42,6 +53,9 @@ func limitsFromRaw(r *rawLimits) (Limits, error) {
 		return l, err
 	}
 	if l.MaxRequestsPerIdentity, err = count(&r.MaxRequestsPerIdentity, "limits.max_requests_per_identity"); err != nil {
+		return l, err
+	}
+	if l.ConnectionRate, err = rateOrOff(&r.ConnectionRate, "limits.connection_rate"); err != nil {
 		return l, err
 	}
 	s, set, err := text(&r.Memory, "limits.memory")
@@ -63,6 +77,23 @@ func count(n *yaml.Node, path string) (int, error) {
 	v, perr := strconv.Atoi(strings.TrimSpace(s))
 	if perr != nil || v < 0 {
 		return 0, fieldErrf(path, deref(n).Line, "invalid count %q: must be a non-negative integer", s)
+	}
+	return v, nil
+}
+
+// rateOrOff parses a positive integer or "off" (-1); absent, null or
+// empty is 0 (the default applies).
+func rateOrOff(n *yaml.Node, path string) (int, error) {
+	s, set, err := text(n, path)
+	if err != nil || !set || strings.TrimSpace(s) == "" {
+		return 0, err
+	}
+	if strings.EqualFold(strings.TrimSpace(s), "off") {
+		return -1, nil
+	}
+	v, perr := strconv.Atoi(strings.TrimSpace(s))
+	if perr != nil || v <= 0 {
+		return 0, fieldErrf(path, deref(n).Line, "invalid rate %q: must be a positive integer or off", s)
 	}
 	return v, nil
 }

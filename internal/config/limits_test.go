@@ -9,11 +9,11 @@ import (
 
 func TestLimitsSection(t *testing.T) {
 	base := "admin:\n  identity: disabled\ntls:\n  key: k\n  cert: c\nkeystore:\n  fs:\n    path: /tmp/k\n"
-	c, err := Parse([]byte(base + "limits:\n  max_connections: 512\n  max_requests_per_identity: 64\n  memory: 512MiB\n"))
+	c, err := Parse([]byte(base + "limits:\n  max_connections: 512\n  max_requests_per_identity: 64\n  memory: 512MiB\n  connection_rate: 200\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Limits{MaxConnections: 512, MaxRequestsPerIdentity: 64, MemoryLimit: 512 << 20}); c.Limits != want {
+	if want := (Limits{MaxConnections: 512, MaxRequestsPerIdentity: 64, MemoryLimit: 512 << 20, ConnectionRate: 200}); c.Limits != want {
 		t.Fatalf("limits = %+v, want %+v", c.Limits, want)
 	}
 	c, err = Parse([]byte(base))
@@ -24,7 +24,11 @@ func TestLimitsSection(t *testing.T) {
 	if err != nil || c.Limits.MemoryLimit != -1 {
 		t.Fatalf("memory off: %+v, %v", c, err)
 	}
-	for _, bad := range []string{"  max_connections: -1\n", "  max_requests_per_identity: many\n", "  memory: 12XB\n", "  memory: 99999999999TiB\n"} {
+	c, err = Parse([]byte(base + "limits:\n  connection_rate: off\n"))
+	if err != nil || c.Limits.ConnectionRate != -1 {
+		t.Fatalf("connection_rate off: %+v, %v", c, err)
+	}
+	for _, bad := range []string{"  max_connections: -1\n", "  max_requests_per_identity: many\n", "  memory: 12XB\n", "  memory: 99999999999TiB\n", "  connection_rate: 0\n", "  connection_rate: fast\n"} {
 		_, err := Parse([]byte(base + "limits:\n" + bad))
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Line == 0 {

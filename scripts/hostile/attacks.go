@@ -41,6 +41,7 @@ func (o *options) stalledBodies(admin *http.Client) (stalledResult, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := o.client(o.attackCert, true)
 	c.Timeout = 0
+	c.Transport.(*http.Transport).MaxConnsPerHost = o.stalledConns
 	var wg sync.WaitGroup
 	for range o.stalled {
 		wg.Add(1)
@@ -74,6 +75,10 @@ func (o *options) stalledBodies(admin *http.Client) (stalledResult, error) {
 	// Let the handlers allocate what they are going to allocate.
 	time.Sleep(time.Second)
 	res.sample = o.sample(admin)
+	if o.stalledHold > 0 {
+		fmt.Printf("stalled:   holding the requests for %s\n", o.stalledHold)
+		time.Sleep(o.stalledHold) // the operator profiles the node meanwhile
+	}
 	return res, nil
 }
 

@@ -63,6 +63,8 @@ type options struct {
 	pprof                  string
 	normalWorkers          int
 	stalledWait            time.Duration
+	stalledHold            time.Duration
+	stalledConns           int
 	only                   string
 	adminCert, attackCert  tls.Certificate
 	attackKey              string
@@ -77,6 +79,8 @@ func main() {
 	flag.StringVar(&o.limits, "limits", "", "YAML body of the config's limits: section, e.g. 'max_connections: 512'")
 	flag.IntVar(&o.stalled, "stalled", 1000, "stalled 1 MB bodies (HTTP/2)")
 	flag.DurationVar(&o.stalledWait, "stalled-wait", 20*time.Second, "how long to wait for the stalled requests to arrive")
+	flag.IntVar(&o.stalledConns, "stalled-conns", 0, "connections the stalled requests may use; 0: as many as Go's client dials (one per request until HTTP/2 is known)")
+	flag.DurationVar(&o.stalledHold, "stalled-hold", 0, "keep the stalled requests in flight this much longer after sampling (to profile the node with -pprof)")
 	flag.IntVar(&o.slowH1, "slow-h1", 500, "HTTP/1.1 connections sending one body byte per second")
 	flag.IntVar(&o.slowH2, "slow-h2", 500, "HTTP/2 streams sending one body byte per second")
 	flag.DurationVar(&o.slowWatch, "slow-watch", 25*time.Second, "how long to keep the slow bodies going")
