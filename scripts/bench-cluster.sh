@@ -24,6 +24,9 @@
 #                     requests share a connection)
 #   NODE_GOMAXPROCS []  GOMAXPROCS of all four server processes
 #   IDLE_SECONDS [5]  length of the idle CPU measurement before the rounds
+#   NODE_PPROF []     1: start every server with --pprof on a free loopback
+#                     port and log the profile URLs (to profile the cluster
+#                     under load or idle)
 #   OUT []            keep the JSON results in this directory
 #   START_MARGIN []   seconds from launch to the start of the load (default
 #                     2 + KEYS/1000, the time to seal one data key per key)
@@ -110,7 +113,9 @@ write_config node3 "$TMP/cluster-keys" "${URL[node1]}"
 
 declare -A PID
 start() {
-	GOMAXPROCS=${NODE_GOMAXPROCS:-} "$KR" server --config "$TMP/$1.yaml" >"$TMP/$1.log" 2>&1 </dev/null &
+	local pprof=()
+	if [[ -n ${NODE_PPROF:-} ]]; then pprof=(--pprof "127.0.0.1:$(free_port)"); fi
+	GOMAXPROCS=${NODE_GOMAXPROCS:-} "$KR" server --config "$TMP/$1.yaml" "${pprof[@]}" >"$TMP/$1.log" 2>&1 </dev/null &
 	PID[$1]=$!
 	PIDS+=("$!")
 }
@@ -140,6 +145,12 @@ wait_for "node3 ready" "${PID[node3]}" "$TMP/node3.log" ready node3
 wait_for "cluster formed" "${PID[node1]}" "$TMP/node1.log" cluster_formed
 log "single node pid ${PID[single]} on :${API[single]}; cluster pids ${PID[node1]} ${PID[node2]} ${PID[node3]}" \
 	"on :${API[node1]} :${API[node2]} :${API[node3]}, leader $(leader)"
+
+if [[ -n ${NODE_PPROF:-} ]]; then
+	for s in single node1 node2 node3; do
+		log "$s profiles: $(grep -o 'http://127.0.0.1:[0-9]*/debug/pprof/' "$TMP/$s.log" | head -n 1)"
+	done
+fi
 
 SINGLE=${URL[single]}
 for ((i = 1; i < ${SINGLE_ENDPOINTS:-1}; i++)); do SINGLE+=",${URL[single]}"; done

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# bench-floor3.sh: the transport's own "cluster tax". Loads one floorsrv
+# (../shared/bench/floorsrv: Go's net/http with the same crypto, nothing
+# else) and three floorsrv processes behind one round-robin `keyraft bench`
+# at the same time, for several rounds, and prints the CPU per request of
+# each side (the three summed) and the ratio three ÷ one. floorsrv has no
+# cluster, so the ratio is what three processes sharing a load cost over one
+# process carrying it all, before any Raft: the baseline for
+# scripts/bench-cluster.sh at the same EXTRA. See docs/benchmark.md.
+#
+# OP is generate: the three floorsrv processes hold different key material,
+# so a ciphertext made by one does not decrypt on another.
+#
+# Environment (defaults in brackets):
+#   ROUNDS [3]  DURATION [10s]  CONCURRENCY [16]  WARMUP [1s]
+#   EXTRA [--rate 3000]  more bench flags for both sides ("" for closed loop)
+#   NODE_GOMAXPROCS []   GOMAXPROCS of the four floorsrv processes
+#   FLOORSRV_DIR [../shared/bench/floorsrv]
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONCURRENCY=${CONCURRENCY:-16}
+WARMUP=${WARMUP:-1s}
+EXTRA=${EXTRA---rate 3000}
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FLOORSRV_DIR=${FLOORSRV_DIR:-$REPO/../shared/bench/floorsrv}
+
+BENCH_NAME=bench-floor3
+# shellcheck source=scripts/lib-bench.sh
+. "$REPO/scripts/lib-bench.sh"
+
+log "building keyraft (for its bench) and floorsrv in $TMP"
+(cd "$REPO" && go build -o "$TMP/keyraft" ./cmd/keyraft)
+(cd "$FLOORSRV_DIR" && go build -o "$TMP/floorsrv" .)
+KR=$TMP/keyraft
+
+"$KR" identity new srv --key "$TMP/srv.key" --cert "$TMP/srv.cert" --ip 127.0.0.1 --json >/dev/null
+CLIENT_ID=$("$KR" identity new bench-client --key "$TMP/client.key" --cert "$TMP/client.cert" --json | jq -r .identity)
+AUTH=(-k --cert "$TMP/client.cert" --key "$TMP/client.key")
+
+declare -a PID URL
+for i in 0 1 2 3; do
+	port=$(free_port)
+	GOMAXPROCS=${NODE_GOMAXPROCS:-} "$TMP/floorsrv" -addr "127.0.0.1:$port" -cert "$TMP/srv.cert" -key "$TMP/srv.key" \
+		-admin "$CLIENT_ID" >"$TMP/floorsrv$i.log" 2>&1 &
+	PID[i]=$!
+	PIDS+=("$!")
+	URL[i]=https://127.0.0.1:$port
+done
+for i in 0 1 2 3; do
+	WAIT_SECONDS=30 wait_for "floorsrv$i ready" "${PID[i]}" "$TMP/floorsrv$i.log" \
+		curl -fsk --max-time 2 --cert "$TMP/client.cert" --key "$TMP/client.key" "${URL[i]}/version"
+	# The bench's key, on every process (a bench creates it on its first
+	# endpoint only).
+	"$KR" bench --duration 1ms --concurrency 1 --op generate --json "${AUTH[@]}" --server "${URL[i]}" >/dev/null
+done
+
+OUT=$TMP/results
+mkdir -p "$OUT"
+# shellcheck disable=SC2206 # EXTRA is meant to be split into flags
+BENCH=(bench --duration "$DURATION" --concurrency "$CONCURRENCY" --op generate --warmup "$WARMUP" --json "${AUTH[@]}" $EXTRA)
+log "$ROUNDS round(s): ${BENCH[*]:1}"
+for ((r = 1; r <= ROUNDS; r++)); do
+	start=$(python3 -c "import time; print('%.3f' % (time.time() + 2))")
+	"$KR" "${BENCH[@]}" --start-at "$start" --server "${URL[0]}" --server-pids "${PID[0]}" \
+		>"$OUT/round$r-one.json" 2>"$TMP/bench-one.err" &
+	b1=$!
+	"$KR" "${BENCH[@]}" --start-at "$start" --server "${URL[1]},${URL[2]},${URL[3]}" \
+		--server-pids "${PID[1]},${PID[2]},${PID[3]}" >"$OUT/round$r-three.json" 2>"$TMP/bench-three.err" &
+	b2=$!
+	PIDS+=("$b1" "$b2")
+	ok=1
+	wait "$b1" || { log "bench of one failed:"; cat "$TMP/bench-one.err" >&2; ok=0; }
+	wait "$b2" || { log "bench of three failed:"; cat "$TMP/bench-three.err" >&2; ok=0; }
+	((ok)) || exit 1
+	for s in one three; do
+		jq -e '.errors == 0' "$OUT/round$r-$s.json" >/dev/null ||
+			die "round $r $s: $(jq -c '{errors, error_samples}' "$OUT/round$r-$s.json")"
+	done
+done
+
+python3 - "$OUT" "$ROUNDS" <<'EOF'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+rows = []
+for r in range(1, rounds + 1):
+    o = json.load(open(f"{out}/round{r}-one.json"))
+    t = json.load(open(f"{out}/round{r}-three.json"))
+    rows.append([str(r), o["requests_per_second"], t["requests_per_second"], o["cpu_us_per_request"],
+                 t["cpu_us_per_request"], t["cpu_us_per_request"] / o["cpu_us_per_request"], o["p99_ms"], t["p99_ms"]])
+med = ["median"] + [statistics.median(col) for col in list(zip(*rows))[1:]]
+hdr = ["round", "one req/s", "three req/s", "one CPU µs/req", "three CPU µs/req", "ratio", "one p99 ms", "three p99 ms"]
+fmt = lambda v: v if isinstance(v, str) else f"{v:.0f}" if v >= 100 else f"{v:.2f}"
+table = [hdr] + [[fmt(v) for v in row] for row in rows + [med]]
+widths = [max(len(row[i]) for row in table) for i in range(len(hdr))]
+for row in table:
+    print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+print(f"CPU per request, three floorsrv ÷ one: median {med[5]:.3f}")
+EOF
