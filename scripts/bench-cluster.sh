@@ -192,27 +192,12 @@ log "idle CPU over ${IDLE_SECONDS}s: single $(((s1 - s0) * 1000 / hz / IDLE_SECO
 	"cluster (3 processes) $(((c1 - c0) * 1000 / hz / IDLE_SECONDS)) ms/s"
 
 elections0=$(elections)
+# shellcheck disable=SC2206 # SINGLE_EXTRA is meant to be split into flags
+BENCH_A=("${BENCH[@]}" ${SINGLE_EXTRA:-} --server "$SINGLE" --server-pids "$SINGLE_PIDS")
+BENCH_B=("${BENCH[@]}" --server "$CLUSTER" --server-pids "$CLUSTER_PIDS")
 log "$ROUNDS round(s): ${BENCH[*]:1}"
 for ((r = 1; r <= ROUNDS; r++)); do
-	# Both processes hold their load until the same moment, whatever their
-	# set-up took.
-	start=$(python3 -c "import time; print('%.3f' % (time.time() + $START_MARGIN))")
-	# shellcheck disable=SC2086 # SINGLE_EXTRA is meant to be split into flags
-	"$KR" "${BENCH[@]}" ${SINGLE_EXTRA:-} --start-at "$start" --server "$SINGLE" --server-pids "$SINGLE_PIDS" \
-		>"$OUT/round$r-single.json" 2>"$TMP/bench-single.err" &
-	b1=$!
-	"$KR" "${BENCH[@]}" --start-at "$start" --server "$CLUSTER" --server-pids "$CLUSTER_PIDS" \
-		>"$OUT/round$r-cluster.json" 2>"$TMP/bench-cluster.err" &
-	b2=$!
-	PIDS+=("$b1" "$b2")
-	ok=1
-	wait "$b1" || { log "single-node bench failed:"; cat "$TMP/bench-single.err" >&2; ok=0; }
-	wait "$b2" || { log "cluster bench failed:"; cat "$TMP/bench-cluster.err" >&2; ok=0; }
-	((ok)) || exit 1
-	for s in single cluster; do
-		jq -e '.errors == 0 and (.start_late_seconds // 0) == 0 and (.churn.failed // 0) == 0' "$OUT/round$r-$s.json" >/dev/null ||
-			log "round $r $s: $(jq -c '{errors, start_late_seconds, dropped, churn}' "$OUT/round$r-$s.json")"
-	done
+	bench_pair "$r" single cluster
 done
 ELECTIONS=$(($(elections) - elections0))
 ((ELECTIONS == 0)) || log "$ELECTIONS leader election(s) in the cluster during the rounds"

@@ -61,24 +61,11 @@ OUT=$TMP/results
 mkdir -p "$OUT"
 # shellcheck disable=SC2206 # EXTRA is meant to be split into flags
 BENCH=(bench --duration "$DURATION" --concurrency "$CONCURRENCY" --op generate --warmup "$WARMUP" --json "${AUTH[@]}" $EXTRA)
+BENCH_A=("${BENCH[@]}" --server "${URL[0]}" --server-pids "${PID[0]}")
+BENCH_B=("${BENCH[@]}" --server "${URL[1]},${URL[2]},${URL[3]}" --server-pids "${PID[1]},${PID[2]},${PID[3]}")
 log "$ROUNDS round(s): ${BENCH[*]:1}"
 for ((r = 1; r <= ROUNDS; r++)); do
-	start=$(python3 -c "import time; print('%.3f' % (time.time() + 2))")
-	"$KR" "${BENCH[@]}" --start-at "$start" --server "${URL[0]}" --server-pids "${PID[0]}" \
-		>"$OUT/round$r-one.json" 2>"$TMP/bench-one.err" &
-	b1=$!
-	"$KR" "${BENCH[@]}" --start-at "$start" --server "${URL[1]},${URL[2]},${URL[3]}" \
-		--server-pids "${PID[1]},${PID[2]},${PID[3]}" >"$OUT/round$r-three.json" 2>"$TMP/bench-three.err" &
-	b2=$!
-	PIDS+=("$b1" "$b2")
-	ok=1
-	wait "$b1" || { log "bench of one failed:"; cat "$TMP/bench-one.err" >&2; ok=0; }
-	wait "$b2" || { log "bench of three failed:"; cat "$TMP/bench-three.err" >&2; ok=0; }
-	((ok)) || exit 1
-	for s in one three; do
-		jq -e '.errors == 0' "$OUT/round$r-$s.json" >/dev/null ||
-			die "round $r $s: $(jq -c '{errors, error_samples}' "$OUT/round$r-$s.json")"
-	done
+	bench_pair "$r" one three
 done
 
 python3 - "$OUT" "$ROUNDS" <<'EOF'

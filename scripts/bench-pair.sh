@@ -132,26 +132,11 @@ if ((VERSIONS > 1)); then
 	done
 fi
 
+BENCH_A=("${BENCH[@]}" "${KR_ONLY[@]}" --server "https://127.0.0.1:$KR_PORT" --server-pids "$KR_PID")
+BENCH_B=("${BENCH[@]}" --server "https://127.0.0.1:$FL_PORT" --server-pids "$FL_PID")
 log "$ROUNDS round(s): ${BENCH[*]:1}"
 for ((r = 1; r <= ROUNDS; r++)); do
-	# Both processes hold their load until the same moment, whatever their
-	# set-up (sealing one data key per key) took.
-	start=$(python3 -c "import time; print('%.3f' % (time.time() + $START_MARGIN))")
-	"$KR" "${BENCH[@]}" "${KR_ONLY[@]}" --start-at "$start" --server "https://127.0.0.1:$KR_PORT" \
-		--server-pids "$KR_PID" >"$OUT/round$r-keyraft.json" 2>"$TMP/bench-keyraft.err" &
-	b1=$!
-	"$KR" "${BENCH[@]}" --start-at "$start" --server "https://127.0.0.1:$FL_PORT" \
-		--server-pids "$FL_PID" >"$OUT/round$r-floorsrv.json" 2>"$TMP/bench-floorsrv.err" &
-	b2=$!
-	PIDS+=("$b1" "$b2")
-	ok=1
-	wait "$b1" || { log "keyraft bench failed:"; cat "$TMP/bench-keyraft.err" >&2; ok=0; }
-	wait "$b2" || { log "floorsrv bench failed:"; cat "$TMP/bench-floorsrv.err" >&2; ok=0; }
-	((ok)) || exit 1
-	for s in keyraft floorsrv; do
-		jq -e '.errors == 0 and (.start_late_seconds // 0) == 0' "$OUT/round$r-$s.json" >/dev/null ||
-			log "round $r $s: $(jq -c '{errors, start_late_seconds, dropped}' "$OUT/round$r-$s.json")"
-	done
+	bench_pair "$r" keyraft floorsrv
 done
 
 # The table: one row per round, then the medians (for the ratios, the median

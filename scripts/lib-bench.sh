@@ -47,3 +47,26 @@ wait_for() {
 		sleep 0.1
 	done
 }
+
+# bench_pair <round> <a> <b>: runs "$KR" "${BENCH_A[@]}" and
+# "$KR" "${BENCH_B[@]}" at once, both holding their load until the same
+# moment (START_MARGIN s from now, whatever their set-up took), into
+# $OUT/round<round>-<a>.json and -<b>.json. Exits, showing the failed
+# bench's stderr, if either fails; logs a round with errors, a late start or
+# failed churn operations.
+bench_pair() {
+	local r=$1 a=$2 b=$3 start pa pb ok=1
+	start=$(python3 -c "import time; print('%.3f' % (time.time() + ${START_MARGIN:-2}))")
+	"$KR" "${BENCH_A[@]}" --start-at "$start" >"$OUT/round$r-$a.json" 2>"$TMP/bench-$a.err" &
+	pa=$!
+	"$KR" "${BENCH_B[@]}" --start-at "$start" >"$OUT/round$r-$b.json" 2>"$TMP/bench-$b.err" &
+	pb=$!
+	PIDS+=("$pa" "$pb")
+	wait "$pa" || { log "$a bench failed:"; cat "$TMP/bench-$a.err" >&2; ok=0; }
+	wait "$pb" || { log "$b bench failed:"; cat "$TMP/bench-$b.err" >&2; ok=0; }
+	((ok)) || exit 1
+	for s in "$a" "$b"; do
+		jq -e '.errors == 0 and (.start_late_seconds // 0) == 0 and (.churn.failed // 0) == 0' "$OUT/round$r-$s.json" >/dev/null ||
+			log "round $r $s: $(jq -c '{errors, error_samples, start_late_seconds, dropped, churn}' "$OUT/round$r-$s.json")"
+	done
+}
