@@ -46,14 +46,17 @@ const (
 	clientPrefaceLen = 24 // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 	frameHeaderLen   = 9
 	frameRSTStream   = 0x3
+	frameSettings    = 0x4
+	framePing        = 0x6
+	flagAck          = 0x1 // on SETTINGS and PING
 )
 
 // frameWatch is the TLS connection of an HTTP/2 client as the HTTP/2
 // server reads it. It follows the frame boundaries in the bytes read
 // (reading only the 9-byte frame headers; payloads are skipped by length)
-// and reports every RST_STREAM the client sends to the connection's guard
-// (GuardListener), which throttles the connection's reads beyond the reset
-// rate. Counting frames, not abandoned handlers, matters: a rapid-reset
+// and reports every RST_STREAM, PING and SETTINGS the client sends to the
+// connection's guard (GuardListener), which throttles the connection's
+// reads beyond the reset and control-frame rates. Counting frames, not abandoned handlers, matters: a rapid-reset
 // client resets most streams before their handlers start, so the server
 // sees nothing but the cost of parsing them.
 //
@@ -75,16 +78,20 @@ func newFrameWatch(c *tls.Conn) *frameWatch {
 	return &frameWatch{Conn: c, guard: g, preface: clientPrefaceLen}
 }
 
-// Read reads from the TLS connection and scans what it read.
+// Read waits while the guard throttles the connection, then reads from
+// the TLS connection and scans what it read.
 func (f *frameWatch) Read(b []byte) (int, error) {
-	n, err := f.Conn.Read(b)
-	if f.guard != nil {
-		f.scan(b[:n])
+	if f.guard == nil {
+		return f.Conn.Read(b)
 	}
+	f.guard.wait()
+	n, err := f.Conn.Read(b)
+	f.scan(b[:n])
 	return n, err
 }
 
-// scan advances the frame parser over p and counts RST_STREAM frames.
+// scan advances the frame parser over p and reports RST_STREAM frames and
+// PING and SETTINGS frames that are not acknowledgements.
 func (f *frameWatch) scan(p []byte) {
 	for len(p) > 0 {
 		switch {
@@ -105,8 +112,13 @@ func (f *frameWatch) scan(p []byte) {
 			}
 			f.hdrN = 0
 			f.skip = uint32(f.hdr[0])<<16 | uint32(f.hdr[1])<<8 | uint32(f.hdr[2])
-			if f.hdr[3] == frameRSTStream {
+			switch f.hdr[3] {
+			case frameRSTStream:
 				f.guard.clientReset()
+			case frameSettings, framePing:
+				if f.hdr[4]&flagAck == 0 {
+					f.guard.clientControl()
+				}
 			}
 		}
 	}

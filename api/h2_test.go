@@ -16,11 +16,13 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// TestFrameWatchCountsResetsAcrossSplits feeds a client's byte stream
-// (preface, SETTINGS, HEADERS with a payload that contains a byte equal to
-// the RST_STREAM type, DATA, RST_STREAM frames) to the frame parser in
-// random pieces and checks it finds exactly the RST_STREAM frames.
-func TestFrameWatchCountsResetsAcrossSplits(t *testing.T) {
+// TestFrameWatchCountsFramesAcrossSplits feeds a client's byte stream
+// (preface, SETTINGS, HEADERS with a payload that contains bytes equal to
+// the RST_STREAM type, DATA, RST_STREAM frames, PINGs and SETTINGS with and
+// without ACK) to the frame parser in random pieces and checks it finds
+// exactly the RST_STREAM frames and the PING and SETTINGS frames that are
+// not acknowledgements.
+func TestFrameWatchCountsFramesAcrossSplits(t *testing.T) {
 	var wire bytes.Buffer
 	wire.WriteString(http2.ClientPreface)
 	fr := http2.NewFramer(&wire, nil)
@@ -44,9 +46,19 @@ func TestFrameWatchCountsResetsAcrossSplits(t *testing.T) {
 	if err := fr.WritePing(false, [8]byte{frameRSTStream}); err != nil {
 		t.Fatal(err)
 	}
+	if err := fr.WritePing(true, [8]byte{framePing}); err != nil { // an ACK: not counted
+		t.Fatal(err)
+	}
+	if err := fr.WriteSettingsAck(); err != nil { // not counted
+		t.Fatal(err)
+	}
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	const controls = 3 // the two SETTINGS and the PING that are not ACKs
 	stream := wire.Bytes()
 	for run := range 50 {
-		g := &guardConn{closed: make(chan struct{}), resets: rate.NewLimiter(0, 1<<30)}
+		g := &guardConn{closed: make(chan struct{}), resets: rate.NewLimiter(0, 1<<30), controls: rate.NewLimiter(0, 1<<30)}
 		f := &frameWatch{guard: g, preface: clientPrefaceLen}
 		rest := stream
 		for len(rest) > 0 {
@@ -57,18 +69,26 @@ func TestFrameWatchCountsResetsAcrossSplits(t *testing.T) {
 		if got := (1 << 30) - int(g.resets.Tokens()); got != resets {
 			t.Fatalf("run %d: counted %d resets, want %d", run, got, resets)
 		}
+		if got := (1 << 30) - int(g.controls.Tokens()); got != controls {
+			t.Fatalf("run %d: counted %d PING/SETTINGS, want %d", run, got, controls)
+		}
 		if f.hdrN != 0 || f.skip != 0 {
 			t.Fatalf("run %d: parser ended mid-frame (hdrN %d, skip %d)", run, f.hdrN, f.skip)
 		}
 	}
 }
 
-// TestRapidResetThrottled runs the rapid-reset attack against a real
-// server over TLS (NewHTTPServer on a GuardListener): a client sends
-// HEADERS+RST_STREAM pairs far beyond the reset rate and then a PING. The
-// server must stall that connection (the PING's ACK comes late), while a
-// fresh connection that only pings is answered at once (the control).
-func TestRapidResetThrottled(t *testing.T) {
+// h2Peer is a raw HTTP/2 client connection to a test server.
+type h2Peer struct {
+	t  *testing.T
+	c  *tls.Conn
+	fr *http2.Framer
+}
+
+// newThrottleServer starts NewHTTPServer on a GuardListener over TLS and
+// returns a function that opens raw HTTP/2 connections to it (preface and
+// SETTINGS sent).
+func newThrottleServer(t *testing.T) func() *h2Peer {
 	testKeys(t)
 	serverCert, _ := newCert(t, ecdsaKey, false)
 	clientCert, _ := newCert(t, ed25519Key, false)
@@ -81,14 +101,15 @@ func TestRapidResetThrottled(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = hs.ServeTLS(GuardListener(l, GuardOptions{}), "", "") }()
-	defer hs.Close()
+	t.Cleanup(func() { hs.Close() })
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCert)
-	dial := func() (*tls.Conn, *http2.Framer) {
+	return func() *h2Peer {
 		c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: roots, NextProtos: []string{"h2"}, Certificates: []tls.Certificate{tlsCert(ed25519Key, clientCert)}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { c.Close() })
 		if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
 			t.Fatalf("negotiated %q", p)
 		}
@@ -99,39 +120,48 @@ func TestRapidResetThrottled(t *testing.T) {
 		if err := fr.WriteSettings(); err != nil {
 			t.Fatal(err)
 		}
-		return c, fr
+		return &h2Peer{t: t, c: c, fr: fr}
 	}
-	// awaitPingAck waits (at most 10 s) for a PING ACK, skipping the
-	// server's other frames, and returns the time since start.
-	awaitPingAck := func(c *tls.Conn, fr *http2.Framer, start time.Time) time.Duration {
-		_ = c.SetReadDeadline(start.Add(10 * time.Second))
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				t.Fatalf("waiting for the PING ACK: %v", err)
-			}
-			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
-				return time.Since(start)
-			}
-		}
-	}
-	// pingRTT sends a PING and waits for its ACK.
-	pingRTT := func(c *tls.Conn, fr *http2.Framer) time.Duration {
-		start := time.Now()
-		if err := fr.WritePing(false, [8]byte{7}); err != nil {
-			t.Fatal(err)
-		}
-		return awaitPingAck(c, fr, start)
-	}
+}
 
-	control, cfr := dial()
-	defer control.Close()
-	if d := pingRTT(control, cfr); d > time.Second {
+// awaitPingAck waits (at most 10 s) for the ACK of the PING carrying data,
+// skipping the server's other frames, and returns the time since start.
+func (p *h2Peer) awaitPingAck(data [8]byte, start time.Time) time.Duration {
+	_ = p.c.SetReadDeadline(start.Add(10 * time.Second))
+	for {
+		f, err := p.fr.ReadFrame()
+		if err != nil {
+			p.t.Fatalf("waiting for the PING ACK: %v", err)
+		}
+		if pf, ok := f.(*http2.PingFrame); ok && pf.IsAck() && pf.Data == data {
+			return time.Since(start)
+		}
+	}
+}
+
+// pingRTT sends a PING and waits for its ACK.
+func (p *h2Peer) pingRTT() time.Duration {
+	start := time.Now()
+	data := [8]byte{7}
+	if err := p.fr.WritePing(false, data); err != nil {
+		p.t.Fatal(err)
+	}
+	return p.awaitPingAck(data, start)
+}
+
+// TestRapidResetThrottled runs the rapid-reset attack against a real
+// server over TLS (NewHTTPServer on a GuardListener): a client sends
+// HEADERS+RST_STREAM pairs far beyond the reset rate and then a PING. The
+// server must stall that connection (the PING's ACK comes late), while a
+// fresh connection that only pings is answered at once (the control).
+func TestRapidResetThrottled(t *testing.T) {
+	dial := newThrottleServer(t)
+	control := dial()
+	if d := control.pingRTT(); d > time.Second {
 		t.Fatalf("control PING took %v", d)
 	}
 
-	attacker, afr := dial()
-	defer attacker.Close()
+	attacker := dial()
 	var block bytes.Buffer
 	enc := hpack.NewEncoder(&block)
 	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/version"}} {
@@ -140,20 +170,21 @@ func TestRapidResetThrottled(t *testing.T) {
 	// Written by another goroutine: once the server throttles, the
 	// writes block on TCP flow control.
 	const pairs = resetBurst + resetRate // a second beyond the burst
+	last := [8]byte{9}
 	written := make(chan error, 1)
 	go func() {
 		for i := range pairs {
 			id := uint32(2*i + 1)
-			if err := afr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: true}); err != nil {
+			if err := attacker.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: true}); err != nil {
 				written <- err
 				return
 			}
-			if err := afr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+			if err := attacker.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
 				written <- err
 				return
 			}
 		}
-		written <- afr.WritePing(false, [8]byte{9})
+		written <- attacker.fr.WritePing(false, last)
 	}()
 	if err := <-written; err != nil {
 		t.Fatal(err)
@@ -161,10 +192,49 @@ func TestRapidResetThrottled(t *testing.T) {
 	// Everything was sent before this point; an unthrottled server
 	// answers the PING within milliseconds. resetRate resets beyond the
 	// burst push the reads back by a second.
-	if d := awaitPingAck(attacker, afr, time.Now()); d < 300*time.Millisecond {
+	if d := attacker.awaitPingAck(last, time.Now()); d < 300*time.Millisecond {
 		t.Fatalf("PING after %d resets answered after %v; want the connection throttled", pairs, d)
 	}
-	if d := pingRTT(control, cfr); d > time.Second {
+	if d := control.pingRTT(); d > time.Second {
+		t.Fatalf("control PING during the throttle took %v", d)
+	}
+}
+
+// TestPingFloodThrottled: a client that sends PINGs and SETTINGS far
+// beyond the control-frame rate has its connection stalled (its last
+// PING is answered late), while a fresh connection is answered at once.
+// Without the throttle the server answers all of them within
+// milliseconds, and a client that does not read the answers makes it
+// queue up to 10,000 per connection.
+func TestPingFloodThrottled(t *testing.T) {
+	dial := newThrottleServer(t)
+	control := dial()
+	attacker := dial()
+	const frames = controlBurst + controlRate // a second beyond the burst
+	last := [8]byte{9}
+	written := make(chan error, 1)
+	go func() {
+		for i := range frames {
+			var err error
+			if i%2 == 0 {
+				err = attacker.fr.WritePing(false, [8]byte{1, byte(i >> 8), byte(i)})
+			} else {
+				err = attacker.fr.WriteSettings()
+			}
+			if err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- attacker.fr.WritePing(false, last)
+	}()
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if d := attacker.awaitPingAck(last, time.Now()); d < 300*time.Millisecond {
+		t.Fatalf("PING after %d PING/SETTINGS answered after %v; want the connection throttled", frames, d)
+	}
+	if d := control.pingRTT(); d > time.Second {
 		t.Fatalf("control PING during the throttle took %v", d)
 	}
 }

@@ -106,10 +106,21 @@ func (l *identityLimiter) release(id string) {
 // the client instead of the server burning CPU on frames, streams and
 // handlers that nobody waits for. A read waits at most maxResetDelay at a
 // time.
+//
+// Control-frame throttling works the same way for HTTP/2 PING and SETTINGS
+// frames (not their acknowledgements), the two frames the server must
+// answer: a client that sends them faster than controlRate per second,
+// after a burst of controlBurst, and does not read the answers (the
+// "PING/SETTINGS flood") would otherwise make the server queue up to
+// 10,000 answers per connection before x/net closes it. Go clients (MinIO)
+// send a PING only to check an idle connection.
 const (
 	resetRate     = 100
 	resetBurst    = 200
 	maxResetDelay = time.Second
+
+	controlRate  = 100
+	controlBurst = 200
 )
 
 // GuardOptions are the connection limits of GuardListener. The zero value
@@ -173,7 +184,8 @@ func (l *guardListener) Accept() (net.Conn, error) {
 			c.Close()
 			return nil, err
 		}
-		g := &guardConn{Conn: c, closed: make(chan struct{}), resets: rate.NewLimiter(resetRate, resetBurst)}
+		g := &guardConn{Conn: c, closed: make(chan struct{}),
+			resets: rate.NewLimiter(resetRate, resetBurst), controls: rate.NewLimiter(controlRate, controlBurst)}
 		if l.sem == nil {
 			return g, nil
 		}
@@ -230,31 +242,46 @@ type guardConn struct {
 	once    sync.Once
 	closed  chan struct{}
 
-	resets    *rate.Limiter
-	notBefore atomic.Int64 // unix nanos before which Read waits
+	resets    *rate.Limiter // RST_STREAM frames
+	controls  *rate.Limiter // PING and SETTINGS frames
+	notBefore atomic.Int64  // unix nanos before which wait blocks
 }
 
-// Read waits while the connection is throttled, then reads.
-func (c *guardConn) Read(b []byte) (int, error) {
-	// notBefore stays 0 on a connection that never exceeded the reset rate:
+// wait blocks while the connection is throttled (at most maxResetDelay,
+// less if the connection is closed meanwhile). frameWatch calls it before
+// each read of the HTTP/2 server, above TLS, so that the throttle applies
+// frame by frame: below TLS a single read returns a whole record, which
+// holds a thousand small frames.
+func (c *guardConn) wait() {
+	// notBefore stays 0 on a connection that never exceeded a rate:
 	// no clock read on the common path.
-	if nb := c.notBefore.Load(); nb == 0 {
-		return c.Conn.Read(b)
-	} else if wait := time.Until(time.Unix(0, nb)); wait > 0 {
-		t := time.NewTimer(min(wait, maxResetDelay))
+	nb := c.notBefore.Load()
+	if nb == 0 {
+		return
+	}
+	if d := time.Until(time.Unix(0, nb)); d > 0 {
+		t := time.NewTimer(min(d, maxResetDelay))
 		select {
 		case <-t.C:
 		case <-c.closed:
 			t.Stop()
 		}
 	}
-	return c.Conn.Read(b)
 }
 
-// clientReset records a request its client abandoned; beyond the reset
-// rate it pushes the connection's next reads back.
-func (c *guardConn) clientReset() {
-	r := c.resets.Reserve()
+// clientReset records a request its client abandoned (an RST_STREAM);
+// beyond the reset rate it pushes the connection's next HTTP/2 reads back.
+func (c *guardConn) clientReset() { c.throttle(c.resets) }
+
+// clientControl records a PING or SETTINGS frame that the server must
+// answer; beyond the control rate it pushes the connection's next reads
+// back.
+func (c *guardConn) clientControl() { c.throttle(c.controls) }
+
+// throttle takes a token from l and, if l is exhausted, moves notBefore to
+// when the token is due. Safe for concurrent use.
+func (c *guardConn) throttle(l *rate.Limiter) {
+	r := l.Reserve()
 	if d := r.Delay(); d > 0 {
 		until := time.Now().Add(d).UnixNano()
 		for {

@@ -252,25 +252,33 @@ func TestHTTPServerLimits(t *testing.T) {
 	}
 }
 
+// TestResetThrottleDelaysReads: a connection beyond the reset rate waits
+// before its next read for as long as it is in debt (at most
+// maxResetDelay at a time), and Close ends the wait.
 func TestResetThrottleDelaysReads(t *testing.T) {
 	a, b := net.Pipe()
 	defer b.Close()
 	g := &guardConn{Conn: a, closed: make(chan struct{}), resets: rate.NewLimiter(resetRate, resetBurst)}
-	defer g.Close()
-	go func() { _, _ = b.Write([]byte("x")) }()
 	start := time.Now()
-	if _, err := g.Read(make([]byte, 1)); err != nil || time.Since(start) > 500*time.Millisecond {
-		t.Fatalf("unthrottled read: %v after %v", err, time.Since(start))
+	g.wait()
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("unthrottled connection waited %v", d)
 	}
 	for range resetBurst + resetRate/2 { // half a second beyond the burst
 		g.clientReset()
 	}
-	go func() { _, _ = b.Write([]byte("y")) }()
 	start = time.Now()
-	if _, err := g.Read(make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
+	g.wait()
 	if d := time.Since(start); d < 300*time.Millisecond {
-		t.Fatalf("read after %d resets took %v; want it delayed about 0.5 s", resetBurst+resetRate/2, d)
+		t.Fatalf("wait after %d resets took %v; want about 0.5 s", resetBurst+resetRate/2, d)
+	}
+	for range 10 * resetRate { // ten seconds in debt: more than one wait
+		g.clientReset()
+	}
+	start = time.Now()
+	time.AfterFunc(50*time.Millisecond, func() { g.Close() }) // mid-wait
+	g.wait()
+	if d := time.Since(start); d > maxResetDelay/2 {
+		t.Fatalf("wait took %v after Close; want it ended at the Close", d)
 	}
 }
