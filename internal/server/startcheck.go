@@ -182,12 +182,22 @@ func checkFSKeystore(dir string) error {
 	if err != nil {
 		return fmt.Errorf("server: keystore.fs: %w", err)
 	}
+	return checkFSEntries(dir, entries)
+}
+
+// checkFSEntries parses the listed entries of an fs keystore directory. An
+// entry that is gone by the time it is read was deleted meanwhile, by a
+// node that shares the keystore (a cluster's nodes do): not corruption.
+func checkFSEntries(dir string, entries []os.DirEntry) error {
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
 		b, err := os.ReadFile(path)
+		if errors.Is(err, iofs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return corrupt(path, "unreadable keystore entry", err)
 		}

@@ -170,3 +170,34 @@ func TestCorruptStateRefusesToStart(t *testing.T) {
 		})
 	}
 }
+
+// TestKeystoreCheckSkipsEntriesDeletedMeanwhile: the nodes of a cluster
+// share the keystore, so an entry listed at start may be deleted by the
+// leader before the check reads it. That is not corruption; garbage in an
+// entry that is still there is.
+func TestKeystoreCheckSkipsEntriesDeletedMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a-gone", "b-garbage"} { // listed in this order
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("not a key"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "a-gone")); err != nil {
+		t.Fatal(err)
+	}
+	err = checkFSEntries(dir, entries)
+	var ce *CorruptFileError
+	if !errors.As(err, &ce) || ce.Path != filepath.Join(dir, "b-garbage") {
+		t.Fatalf("err = %v, want a CorruptFileError naming only the garbage entry", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "b-garbage")); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkFSEntries(dir, entries); err != nil {
+		t.Fatalf("both entries deleted since the listing: %v", err)
+	}
+}
