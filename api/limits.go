@@ -149,7 +149,7 @@ type GuardOptions struct {
 }
 
 // GuardListener wraps the API listener: every accepted connection gets the
-// reset throttle above, and opt's caps apply. The returned listener is safe
+// reset and control-frame throttles above, and opt's caps apply. The returned listener is safe
 // for concurrent use; Accept returns ln's errors; closing it closes ln.
 // Serve an http.Server from NewHTTPServer on it, so that requests can find
 // their connection.
