@@ -56,9 +56,10 @@ const (
 // (reading only the 9-byte frame headers; payloads are skipped by length)
 // and reports every RST_STREAM, PING and SETTINGS the client sends to the
 // connection's guard (GuardListener), which throttles the connection's
-// reads beyond the reset and control-frame rates. Counting frames, not abandoned handlers, matters: a rapid-reset
-// client resets most streams before their handlers start, so the server
-// sees nothing but the cost of parsing them.
+// reads beyond the reset and control-frame rates. Counting frames, not
+// abandoned handlers, matters: a rapid-reset client resets most streams
+// before their handlers start, so the server sees nothing but the cost of
+// parsing them.
 //
 // The embedded *tls.Conn provides everything else, ConnectionState
 // included, so the server still sees the client certificate. Read is

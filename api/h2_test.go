@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -96,10 +95,7 @@ func newThrottleServer(t *testing.T) func() *h2Peer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustListen(t)
 	go func() { _ = hs.ServeTLS(GuardListener(l, GuardOptions{}), "", "") }()
 	t.Cleanup(func() { hs.Close() })
 	roots := x509.NewCertPool()
@@ -149,6 +145,37 @@ func (p *h2Peer) pingRTT() time.Duration {
 	return p.awaitPingAck(data, start)
 }
 
+// expectThrottled has attacker send n frames (write(i) sends the i-th)
+// and then a PING, from another goroutine (once the server throttles, the
+// writes may block on TCP flow control). Everything is sent before the
+// clock starts, so an unthrottled server answers the PING within
+// milliseconds; n is a second's worth beyond the burst, so a throttled one
+// answers it at least 300 ms later. control, another connection, must
+// still be answered at once.
+func expectThrottled(t *testing.T, attacker, control *h2Peer, n int, what string, write func(i int) error) {
+	t.Helper()
+	last := [8]byte{9}
+	written := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if err := write(i); err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- attacker.fr.WritePing(false, last)
+	}()
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if d := attacker.awaitPingAck(last, time.Now()); d < 300*time.Millisecond {
+		t.Fatalf("PING after %d %s answered after %v; want the connection throttled", n, what, d)
+	}
+	if d := control.pingRTT(); d > time.Second {
+		t.Fatalf("control PING during the throttle took %v", d)
+	}
+}
+
 // TestRapidResetThrottled runs the rapid-reset attack against a real
 // server over TLS (NewHTTPServer on a GuardListener): a client sends
 // HEADERS+RST_STREAM pairs far beyond the reset rate and then a PING. The
@@ -160,44 +187,19 @@ func TestRapidResetThrottled(t *testing.T) {
 	if d := control.pingRTT(); d > time.Second {
 		t.Fatalf("control PING took %v", d)
 	}
-
 	attacker := dial()
 	var block bytes.Buffer
 	enc := hpack.NewEncoder(&block)
 	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/version"}} {
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
-	// Written by another goroutine: once the server throttles, the
-	// writes block on TCP flow control.
-	const pairs = resetBurst + resetRate // a second beyond the burst
-	last := [8]byte{9}
-	written := make(chan error, 1)
-	go func() {
-		for i := range pairs {
-			id := uint32(2*i + 1)
-			if err := attacker.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: true}); err != nil {
-				written <- err
-				return
-			}
-			if err := attacker.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
-				written <- err
-				return
-			}
+	expectThrottled(t, attacker, control, resetBurst+resetRate, "HEADERS+RST_STREAM pairs", func(i int) error {
+		id := uint32(2*i + 1)
+		if err := attacker.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: true}); err != nil {
+			return err
 		}
-		written <- attacker.fr.WritePing(false, last)
-	}()
-	if err := <-written; err != nil {
-		t.Fatal(err)
-	}
-	// Everything was sent before this point; an unthrottled server
-	// answers the PING within milliseconds. resetRate resets beyond the
-	// burst push the reads back by a second.
-	if d := attacker.awaitPingAck(last, time.Now()); d < 300*time.Millisecond {
-		t.Fatalf("PING after %d resets answered after %v; want the connection throttled", pairs, d)
-	}
-	if d := control.pingRTT(); d > time.Second {
-		t.Fatalf("control PING during the throttle took %v", d)
-	}
+		return attacker.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	})
 }
 
 // TestPingFloodThrottled: a client that sends PINGs and SETTINGS far
@@ -210,31 +212,10 @@ func TestPingFloodThrottled(t *testing.T) {
 	dial := newThrottleServer(t)
 	control := dial()
 	attacker := dial()
-	const frames = controlBurst + controlRate // a second beyond the burst
-	last := [8]byte{9}
-	written := make(chan error, 1)
-	go func() {
-		for i := range frames {
-			var err error
-			if i%2 == 0 {
-				err = attacker.fr.WritePing(false, [8]byte{1, byte(i >> 8), byte(i)})
-			} else {
-				err = attacker.fr.WriteSettings()
-			}
-			if err != nil {
-				written <- err
-				return
-			}
+	expectThrottled(t, attacker, control, controlBurst+controlRate, "PING/SETTINGS", func(i int) error {
+		if i%2 == 0 {
+			return attacker.fr.WritePing(false, [8]byte{1, byte(i >> 8), byte(i)})
 		}
-		written <- attacker.fr.WritePing(false, last)
-	}()
-	if err := <-written; err != nil {
-		t.Fatal(err)
-	}
-	if d := attacker.awaitPingAck(last, time.Now()); d < 300*time.Millisecond {
-		t.Fatalf("PING after %d PING/SETTINGS answered after %v; want the connection throttled", frames, d)
-	}
-	if d := control.pingRTT(); d > time.Second {
-		t.Fatalf("control PING during the throttle took %v", d)
-	}
+		return attacker.fr.WriteSettings()
+	})
 }

@@ -149,10 +149,10 @@ type GuardOptions struct {
 }
 
 // GuardListener wraps the API listener: every accepted connection gets the
-// reset and control-frame throttles above, and opt's caps apply. The returned listener is safe
-// for concurrent use; Accept returns ln's errors; closing it closes ln.
-// Serve an http.Server from NewHTTPServer on it, so that requests can find
-// their connection.
+// reset and control-frame throttles above, and opt's caps apply. The
+// returned listener is safe for concurrent use; Accept returns ln's
+// errors; closing it closes ln. Serve an http.Server from NewHTTPServer on
+// it, so that requests can find their connection.
 func GuardListener(ln net.Listener, opt GuardOptions) net.Listener {
 	l := &guardListener{Listener: ln, rejected: opt.Rejected, paced: opt.Paced, done: make(chan struct{})}
 	if opt.MaxConnections > 0 {
@@ -202,10 +202,9 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	}
 }
 
-// wait takes a token from the pacing limiter, waiting for one if needed.
-// It is called after Accept, so that the listener's Close (which a
-// waiting Accept does not see) is noticed by a closed connection at worst
-// one token later; Close also ends the wait at once.
+// wait takes a token from the pacing limiter, waiting for one if needed
+// (Accept calls it for each connection it accepted). Close ends the wait
+// with net.ErrClosed.
 func (l *guardListener) wait() error {
 	if l.pace == nil {
 		return nil
@@ -218,15 +217,11 @@ func (l *guardListener) wait() error {
 	if l.paced != nil {
 		l.paced()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-l.done:
+	if !sleep(d, l.done) {
 		r.Cancel()
 		return net.ErrClosed
 	}
+	return nil
 }
 
 // Close closes the listener and ends a pacing wait in Accept.
@@ -260,12 +255,20 @@ func (c *guardConn) wait() {
 		return
 	}
 	if d := time.Until(time.Unix(0, nb)); d > 0 {
-		t := time.NewTimer(min(d, maxResetDelay))
-		select {
-		case <-t.C:
-		case <-c.closed:
-			t.Stop()
-		}
+		sleep(min(d, maxResetDelay), c.closed)
+	}
+}
+
+// sleep waits for d or until done is closed, and reports whether the whole
+// of d passed.
+func sleep(d time.Duration, done <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
 	}
 }
 

@@ -118,10 +118,7 @@ func TestTooManyRequestsIs429(t *testing.T) {
 }
 
 func TestGuardListenerCapsConnections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := mustListen(t)
 	rejected := make(chan struct{}, 10)
 	gl := GuardListener(ln, GuardOptions{MaxConnections: 1, Rejected: func() { rejected <- struct{}{} }})
 	defer gl.Close()
@@ -170,10 +167,7 @@ func TestGuardListenerCapsConnections(t *testing.T) {
 // beyond the burst are counted as paced, and Close ends a pacing wait (an
 // Accept that would otherwise return a connection returns an error).
 func TestGuardListenerPacesAccept(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := mustListen(t)
 	var paced atomic.Int32
 	start := time.Now()
 	gl := GuardListener(ln, GuardOptions{AcceptRate: 50, Paced: func() { paced.Add(1) }})
@@ -230,6 +224,7 @@ func TestGuardListenerPacesAccept(t *testing.T) {
 	}
 }
 
+// mustListen listens on a loopback port the OS chooses.
 func mustListen(t *testing.T) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -280,10 +279,7 @@ func TestNewHTTPServer(t *testing.T) {
 	if got := strings.Join(hs.TLSConfig.NextProtos, ","); got != "h2,http/1.1" || hs.TLSConfig.MinVersion != tls.VersionTLS12 {
 		t.Fatalf("TLS config: NextProtos %q, MinVersion %x", got, hs.TLSConfig.MinVersion)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustListen(t)
 	served := make(chan error, 1)
 	go func() { served <- hs.ServeTLS(l, "", "") }()
 
