@@ -13,6 +13,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"golang.org/x/time/rate"
+
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 // TestFrameWatchCountsFramesAcrossSplits feeds a client's byte stream
@@ -95,7 +97,7 @@ func newThrottleServer(t *testing.T) func() *h2Peer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := mustListen(t)
+	l := testutil.Listen(t)
 	go func() { _ = hs.ServeTLS(GuardListener(l, GuardOptions{}), "", "") }()
 	t.Cleanup(func() { hs.Close() })
 	roots := x509.NewCertPool()

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 // chunkReader yields its data n bytes per Read.
@@ -118,7 +120,7 @@ func TestTooManyRequestsIs429(t *testing.T) {
 }
 
 func TestGuardListenerCapsConnections(t *testing.T) {
-	ln := mustListen(t)
+	ln := testutil.Listen(t)
 	rejected := make(chan struct{}, 10)
 	gl := GuardListener(ln, GuardOptions{MaxConnections: 1, Rejected: func() { rejected <- struct{}{} }})
 	defer gl.Close()
@@ -167,7 +169,7 @@ func TestGuardListenerCapsConnections(t *testing.T) {
 // beyond the burst are counted as paced, and Close ends a pacing wait (an
 // Accept that would otherwise return a connection returns an error).
 func TestGuardListenerPacesAccept(t *testing.T) {
-	ln := mustListen(t)
+	ln := testutil.Listen(t)
 	var paced atomic.Int32
 	start := time.Now()
 	gl := GuardListener(ln, GuardOptions{AcceptRate: 50, Paced: func() { paced.Add(1) }})
@@ -195,7 +197,7 @@ func TestGuardListenerPacesAccept(t *testing.T) {
 	}
 
 	waiting := make(chan struct{}, 2)
-	slow := GuardListener(mustListen(t), GuardOptions{AcceptRate: 1, Paced: func() { waiting <- struct{}{} }})
+	slow := GuardListener(testutil.Listen(t), GuardOptions{AcceptRate: 1, Paced: func() { waiting <- struct{}{} }})
 	addr := slow.Addr().String()
 	for range 2 {
 		c, err := net.Dial("tcp", addr)
@@ -222,16 +224,6 @@ func TestGuardListenerPacesAccept(t *testing.T) {
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept after Close = %v, want net.ErrClosed", err)
 	}
-}
-
-// mustListen listens on a loopback port the OS chooses.
-func mustListen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }
 
 func TestHTTPServerLimits(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -279,7 +281,7 @@ func TestNewHTTPServer(t *testing.T) {
 	if got := strings.Join(hs.TLSConfig.NextProtos, ","); got != "h2,http/1.1" || hs.TLSConfig.MinVersion != tls.VersionTLS12 {
 		t.Fatalf("TLS config: NextProtos %q, MinVersion %x", got, hs.TLSConfig.MinVersion)
 	}
-	l := mustListen(t)
+	l := testutil.Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- hs.ServeTLS(l, "", "") }()
 

@@ -32,6 +32,7 @@ import (
 	"github.com/keyraft/keyraft/internal/identity"
 	"github.com/keyraft/keyraft/internal/kes"
 	"github.com/keyraft/keyraft/internal/server"
+	"github.com/keyraft/keyraft/internal/testutil"
 	"github.com/keyraft/keyraft/store"
 	"github.com/keyraft/keyraft/store/aws"
 )
@@ -268,14 +269,8 @@ func awsWriteCert(t *testing.T, dir, name string) awsCert {
 // node and its API URL.
 func awsServeNode(t *testing.T, cfg *config.Config, opts server.Options) (*server.Server, string) {
 	t.Helper()
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raftLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	apiLn := testutil.Listen(t)
+	raftLn := testutil.Listen(t)
 	url := "https://" + apiLn.Addr().String()
 	cfg.Cluster.APIAdvertise = url
 	var done atomic.Bool

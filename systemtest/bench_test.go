@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyraft/keyraft/api/client"
 	"github.com/keyraft/keyraft/internal/server"
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 // benchNode starts a dev node and returns an admin client for it with a
@@ -22,7 +23,7 @@ func benchNode(b *testing.B) *client.Client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	apiLn, raftLn := listenB(b), listenB(b)
+	apiLn, raftLn := testutil.Listen(b), testutil.Listen(b)
 	srv, err := server.Start(ctx, cfg, server.Options{APIListener: apiLn, RaftListener: raftLn, AuditOut: io.Discard})
 	if err != nil {
 		b.Fatal(err)

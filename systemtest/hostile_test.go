@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"sync"
@@ -28,14 +27,8 @@ func hostileNode(t *testing.T) (*server.Server, identity.APIKey, *client.Client)
 		t.Fatal(err)
 	}
 	cfg.API = map[string]config.API{"/v1/key/generate/": {Timeout: 2 * time.Second}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testutil.Listen(t)
+	rln := testutil.Listen(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := server.Start(ctx, cfg, server.Options{

@@ -27,6 +27,7 @@ import (
 	"github.com/keyraft/keyraft/internal/config"
 	"github.com/keyraft/keyraft/internal/identity"
 	"github.com/keyraft/keyraft/internal/server"
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 func newCertFiles(t *testing.T, dir, name string, ed bool) (certFile, keyFile, id string) {
@@ -103,10 +104,7 @@ func startFromConfig(t *testing.T, cfg *config.Config) *server.Server {
 }
 
 func listenT(t *testing.T) net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testutil.Listen(t)
 	return ln
 }
 

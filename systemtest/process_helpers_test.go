@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyraft/keyraft/api/client"
 	"github.com/keyraft/keyraft/internal/identity"
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 // procCluster runs the built keyraft binary as separate processes on
@@ -102,10 +103,7 @@ func newProcCluster(t *testing.T, ids ...string) *procCluster {
 // process may take it before the node binds it; start retries then.
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testutil.Listen(t)
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -2,7 +2,6 @@ package systemtest
 
 import (
 	"context"
-	"net"
 	"testing"
 
 	"github.com/keyraft/keyraft/internal/config"
@@ -34,12 +33,3 @@ func (downStore) Status(context.Context) (store.State, error) {
 	return store.State{}, store.ErrUnreachable
 }
 func (downStore) Close() error { return nil }
-
-func listenB(b *testing.B) net.Listener {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return ln
-}

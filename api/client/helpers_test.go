@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyraft/keyraft/internal/identity"
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 // testKey is the API key every test client authenticates with (spec §3.5 vector).
@@ -120,10 +120,7 @@ func inOrder(n int) []int {
 // closedEndpoint returns a loopback address nothing listens on.
 func closedEndpoint(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testutil.Listen(t)
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr

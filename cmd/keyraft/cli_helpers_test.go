@@ -13,6 +13,7 @@ import (
 	"github.com/keyraft/keyraft/internal/config"
 	"github.com/keyraft/keyraft/internal/identity"
 	"github.com/keyraft/keyraft/internal/server"
+	"github.com/keyraft/keyraft/internal/testutil"
 )
 
 // cliServer is an in-process Keyraft node for the CLI tests.
@@ -33,10 +34,7 @@ func startCLIServer(t *testing.T, mutate func(*config.Config)) cliServer {
 	if mutate != nil {
 		mutate(cfg)
 	}
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	apiLn := testutil.Listen(t)
 	raftLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		apiLn.Close()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,21 +19,12 @@ import (
 	"github.com/keyraft/keyraft/internal/testutil"
 )
 
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
 func startNode(t *testing.T, cfg *config.Config) *Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := Start(ctx, cfg, Options{
-		APIListener: listen(t), RaftListener: listen(t), AuditOut: io.Discard,
+		APIListener: testutil.Listen(t), RaftListener: testutil.Listen(t), AuditOut: io.Discard,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}),
 	})
 	if err != nil {

@@ -42,7 +42,7 @@ func usedNode(t *testing.T) *config.Config {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := Start(ctx, cfg, Options{
-		APIListener: listen(t), RaftListener: listen(t), AuditOut: io.Discard, SnapshotThreshold: 2,
+		APIListener: testutil.Listen(t), RaftListener: testutil.Listen(t), AuditOut: io.Discard, SnapshotThreshold: 2,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}),
 	})
 	if err != nil {
@@ -149,7 +149,7 @@ func TestCorruptStateRefusesToStart(t *testing.T) {
 			before := digests(t, cfg.Cluster.DataDir, cfg.Keystore.FS.Path)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			s, err := Start(ctx, cfg, Options{APIListener: listen(t), RaftListener: listen(t), AuditOut: io.Discard})
+			s, err := Start(ctx, cfg, Options{APIListener: testutil.Listen(t), RaftListener: testutil.Listen(t), AuditOut: io.Discard})
 			if err == nil {
 				s.Close()
 				t.Fatal("node started on damaged state")

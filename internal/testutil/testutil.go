@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -65,4 +66,15 @@ func ScanForSecret(t testing.TB, dir string, secret []byte) (files int, hits []s
 		t.Fatalf("scan %s: %v", dir, err)
 	}
 	return files, hits
+}
+
+// Listen listens on a loopback TCP port the OS chooses, failing the test
+// if it cannot.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }
