@@ -166,6 +166,9 @@ func Start(cfg Config) (*Node, error) {
 // raftLogCache is how many recent Raft log entries are kept in memory.
 const raftLogCache = 512
 
+// commitTimeout is the Raft commit timeout (see startRaft).
+const commitTimeout = 500 * time.Millisecond
+
 func (n *Node) startRaft() error {
 	cfg := n.cfg
 	rc := raft.DefaultConfig()
@@ -178,11 +181,12 @@ func (n *Node) startRaft() error {
 	// CommitTimeout paces the empty AppendEntries a quiet leader sends so
 	// that followers learn the commit index (and apply) without waiting
 	// for the next write. Every one costs a TLS round trip and a log read
-	// on the leader for each follower, all the time: at 20 ms they were
-	// 68 ms of CPU per second for an idle three-node cluster, a tax on
-	// every read. 50 ms is the library's default; writes that wait for the
-	// followers to apply them (settle) do not wait for it: PushCommit.
-	rc.CommitTimeout = 50 * time.Millisecond
+	// on the leader for each follower, all the time: an idle three-node
+	// cluster spent 68 ms of CPU per second at 20 ms, 24-32 ms/s at the
+	// library's 50 ms, a tax on every read. No write waits for it (Apply
+	// pushes the commit index itself: pushCommit), so it only bounds how
+	// late a follower learns of entries nobody pushed.
+	rc.CommitTimeout = commitTimeout
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 		rc.TrailingLogs = cfg.SnapshotThreshold
@@ -322,7 +326,12 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 // Apply proposes cmd and waits until it is committed and applied on this
 // node (the leader). It returns the Raft index and the command's
 // deterministic result as the error (fsm.ErrExists, ...), ErrNotLeader on a
-// follower, or a context error.
+// follower, or a context error. Once the command is committed, the
+// followers are told so at once (pushCommit), so that they apply it within
+// a round trip rather than at the commit timeout: a client that wrote
+// through one node reads its write on any other node a moment later, and a
+// write forwarded by a follower, which waits until the follower applied
+// it, is not held up. Safe for concurrent use.
 func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (uint64, error) {
 	b, err := fsm.Encode(cmd)
 	if err != nil {
@@ -342,21 +351,22 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (uint64, error) {
 		}
 		return 0, fmt.Errorf("cluster: apply: %w", err)
 	}
+	n.pushCommit()
 	if res, ok := f.Response().(error); ok && res != nil {
 		return f.Index(), res
 	}
 	return f.Index(), nil
 }
 
-// PushCommit makes the followers learn the leader's commit index now
-// rather than at the next commit timeout (up to 100 ms in a quiet
-// cluster): it appends a Raft barrier entry, whose replication carries the
-// commit index, and does not wait for it. Call it on the leader after a
-// write whose acknowledgement waits for the followers to apply it. On a
-// follower, or if the leader is too busy to take the entry within 100 ms,
-// it does nothing. Safe for concurrent use.
-func (n *Node) PushCommit() {
-	if n.raft.State() != raft.Leader {
+// pushCommit makes the followers learn the leader's commit index now
+// rather than at the next commit timeout (0.5-1 s in a quiet cluster): it
+// appends a Raft barrier entry, whose replication carries the commit
+// index, and does not wait for it. Raft writes the barriers of concurrent
+// writes to the log in one batch with whatever else is queued. On a
+// follower, with no other servers, or if the leader is too busy to take
+// the entry within 100 ms, it does nothing.
+func (n *Node) pushCommit() {
+	if n.raft.State() != raft.Leader || n.servers() < 2 {
 		return
 	}
 	_ = n.raft.Barrier(100 * time.Millisecond) // the future is not awaited
@@ -383,6 +393,16 @@ func (n *Node) Shutdown() error {
 		err = cerr
 	}
 	return err
+}
+
+// servers is the number of servers (voters and non-voters) in the latest
+// Raft configuration, 0 if it cannot be read.
+func (n *Node) servers() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	return len(f.Configuration().Servers)
 }
 
 func (n *Node) voters() int {

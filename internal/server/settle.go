@@ -30,9 +30,8 @@ func (s *Server) settle(ctx context.Context, index uint64) error {
 	if len(others) == 0 {
 		return nil // a single node: nobody to wait for, no commit to push
 	}
-	// The followers learn that index is committed from the next
-	// AppendEntries; send one now instead of at the commit timeout.
-	s.node.PushCommit()
+	// The followers are told at once that index is committed: the
+	// cluster node's Apply pushed the commit index.
 	ctx, cancel := context.WithTimeout(ctx, settleWait)
 	defer cancel()
 	var wg sync.WaitGroup
