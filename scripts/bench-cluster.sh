@@ -17,6 +17,15 @@
 #   SINGLE_EXTRA []   bench flags for the single node only (later flags win),
 #                     e.g. "--concurrency 5" to load it as much as one
 #                     cluster node is loaded
+#   BASELINE [single] what the cluster is compared with: "single", one
+#                     node; or "standalone", three single-node servers
+#                     that share nothing, behind the same round-robin
+#                     load. The standalone baseline splits the load over
+#                     three processes as the cluster does, so its ratio is
+#                     the cluster's own cost (Raft, membership, forwarding)
+#                     without the cost of three processes sharing a load
+#                     (see scripts/bench-floor3.sh). It needs OP=generate:
+#                     the three hold different keys.
 #   SINGLE_ENDPOINTS [1]  list the single node this many times, so that its
 #                     bench spreads the workers over as many connections as
 #                     the cluster's (3 gives both sides the same connection
@@ -41,6 +50,7 @@ WARMUP=${WARMUP:-1s}
 EXTRA=${EXTRA:-}
 CHURN=${CHURN:-0}
 METRICS=${METRICS:-1}
+BASELINE=${BASELINE:-single}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 START_MARGIN=${START_MARGIN:-$((2 + KEYS / 1000))}
@@ -48,6 +58,15 @@ START_MARGIN=${START_MARGIN:-$((2 + KEYS / 1000))}
 BENCH_NAME=bench-cluster
 # shellcheck source=scripts/lib-bench.sh
 . "$REPO/scripts/lib-bench.sh"
+
+case $BASELINE in
+single) BASE=(single) ;;
+standalone)
+	[[ $OP == generate ]] || die "BASELINE=standalone needs OP=generate (three standalone servers hold different keys)"
+	BASE=(single1 single2 single3)
+	;;
+*) die "BASELINE must be single or standalone, not $BASELINE" ;;
+esac
 
 # kcurl <url>: GET with the admin client certificate.
 kcurl() { curl -fsk --max-time 2 --cert "$TMP/client.cert" --key "$TMP/client.key" "$1"; }
@@ -66,7 +85,7 @@ unset KES_SERVER KES_API_KEY KES_ENCLAVE KES_CLIENT_CERT KES_CLIENT_KEY MINIO_KE
 # certificate's identity), one admin client certificate for both benches.
 CLIENT_ID=$("$KR" identity new bench-client --key "$TMP/client.key" --cert "$TMP/client.cert" --json | jq -r .identity)
 declare -A ID API RAFT URL
-for s in single node1 node2 node3; do
+for s in "${BASE[@]}" node1 node2 node3; do
 	"$KR" identity new "$s" --key "$TMP/$s.key" --cert "$TMP/$s.cert" --ip 127.0.0.1 --json >/dev/null
 	ID[$s]=$("$KR" identity of "$TMP/$s.cert")
 	API[$s]=$(free_port)
@@ -79,7 +98,7 @@ done
 # measured), fs keystore, the cluster-nodes policy that lets node2 and node3
 # join through node1. The cluster's nodes share one keystore directory, as
 # a cluster must (the keystore is its durable root); the single node has its
-# own.
+# own (each standalone one too).
 write_config() {
 	local s=$1 keys=$2 join=${3:-}
 	cat >"$TMP/$s.yaml" <<EOF
@@ -106,7 +125,7 @@ cluster:
 EOF
 	if [[ -n $join ]]; then echo "  join: [$join]" >>"$TMP/$s.yaml"; fi
 }
-write_config single "$TMP/single-keys"
+for s in "${BASE[@]}"; do write_config "$s" "$TMP/$s-keys"; done
 write_config node1 "$TMP/cluster-keys"
 write_config node2 "$TMP/cluster-keys" "${URL[node1]}"
 write_config node3 "$TMP/cluster-keys" "${URL[node1]}"
@@ -134,28 +153,33 @@ leader() {
 # elections: leader elections won so far in the cluster, from its logs.
 elections() { cat "$TMP"/node[123].log | grep -c 'entering leader state' || true; }
 
-start single
+for s in "${BASE[@]}"; do start "$s"; done
 start node1
-wait_for "single node ready" "${PID[single]}" "$TMP/single.log" ready single
+for s in "${BASE[@]}"; do wait_for "$s ready" "${PID[$s]}" "$TMP/$s.log" ready "$s"; done
 wait_for "node1 ready" "${PID[node1]}" "$TMP/node1.log" ready node1
 start node2
 start node3
 wait_for "node2 ready" "${PID[node2]}" "$TMP/node2.log" ready node2
 wait_for "node3 ready" "${PID[node3]}" "$TMP/node3.log" ready node3
 wait_for "cluster formed" "${PID[node1]}" "$TMP/node1.log" cluster_formed
-log "single node pid ${PID[single]} on :${API[single]}; cluster pids ${PID[node1]} ${PID[node2]} ${PID[node3]}" \
+log "baseline ($BASELINE) pids $(for s in "${BASE[@]}"; do echo -n "${PID[$s]} "; done)on$(for s in "${BASE[@]}"; do echo -n " :${API[$s]}"; done); cluster pids ${PID[node1]} ${PID[node2]} ${PID[node3]}" \
 	"on :${API[node1]} :${API[node2]} :${API[node3]}, leader $(leader)"
 
 if [[ -n ${NODE_PPROF:-} ]]; then
-	for s in single node1 node2 node3; do
+	for s in "${BASE[@]}" node1 node2 node3; do
 		log "$s profiles: $(grep -o 'http://127.0.0.1:[0-9]*/debug/pprof/' "$TMP/$s.log" | head -n 1)"
 	done
 fi
 
-SINGLE=${URL[single]}
-for ((i = 1; i < ${SINGLE_ENDPOINTS:-1}; i++)); do SINGLE+=",${URL[single]}"; done
+if [[ $BASELINE == single ]]; then
+	SINGLE=${URL[single]}
+	for ((i = 1; i < ${SINGLE_ENDPOINTS:-1}; i++)); do SINGLE+=",${URL[single]}"; done
+	SINGLE_PIDS=${PID[single]}
+else
+	SINGLE=${URL[single1]},${URL[single2]},${URL[single3]}
+	SINGLE_PIDS=${PID[single1]},${PID[single2]},${PID[single3]}
+fi
 CLUSTER=${URL[node1]},${URL[node2]},${URL[node3]}
-SINGLE_PIDS=${PID[single]}
 CLUSTER_PIDS=${PID[node1]},${PID[node2]},${PID[node3]}
 
 OUT=${OUT:-$TMP/results}
@@ -166,10 +190,12 @@ BENCH=(bench --duration "$DURATION" --concurrency "$CONCURRENCY" --op "$OP" --ke
 if [[ $METRICS == 1 ]]; then BENCH+=(--metrics); fi
 if [[ $CHURN != 0 ]]; then BENCH+=(--churn "$CHURN"); fi
 
-# Create the keys once, outside the rounds, on both sides.
-if ((KEYS > 1)); then
-	log "creating $KEYS keys on both sides"
-	for ep in "${URL[single]}" "${URL[node1]}"; do
+# Create the keys once, outside the rounds, on both sides (on every
+# standalone server: a bench creates them on its first endpoint only).
+if ((KEYS > 1)) || [[ $BASELINE == standalone ]]; then
+	log "creating $KEYS key(s) on both sides"
+	for ep in "${URL[single]:-}" "${URL[single1]:-}" "${URL[single2]:-}" "${URL[single3]:-}" "${URL[node1]}"; do
+		[[ -n $ep ]] || continue
 		"$KR" bench --duration 1ms --concurrency 1 --op generate --keys "$KEYS" --json -k \
 			--cert "$TMP/client.cert" --key "$TMP/client.key" --server "$ep" >/dev/null
 	done
@@ -188,7 +214,7 @@ s0=$(cpu_ticks "$SINGLE_PIDS") c0=$(cpu_ticks "$CLUSTER_PIDS")
 sleep "$IDLE_SECONDS" # measuring idle CPU over a fixed window, not waiting for an event
 s1=$(cpu_ticks "$SINGLE_PIDS") c1=$(cpu_ticks "$CLUSTER_PIDS")
 hz=$(getconf CLK_TCK)
-log "idle CPU over ${IDLE_SECONDS}s: single $(((s1 - s0) * 1000 / hz / IDLE_SECONDS)) ms/s," \
+log "idle CPU over ${IDLE_SECONDS}s: $BASELINE $(((s1 - s0) * 1000 / hz / IDLE_SECONDS)) ms/s," \
 	"cluster (3 processes) $(((c1 - c0) * 1000 / hz / IDLE_SECONDS)) ms/s"
 
 elections0=$(elections)
@@ -204,9 +230,9 @@ ELECTIONS=$(($(elections) - elections0))
 
 # The table: one row per round, then the medians (for the ratios, the median
 # of the per-round ratios: both sides of a round shared the machine's state).
-python3 - "$OUT" "$ROUNDS" "$ELECTIONS" <<'EOF'
+python3 - "$OUT" "$ROUNDS" "$ELECTIONS" "$BASELINE" <<'EOF'
 import json, statistics, sys
-out, rounds, elections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, rounds, elections, base = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 nan = float("nan")
 def ratio(a, b):
     return a / b if a is not None and b else nan
@@ -230,25 +256,26 @@ s0 = json.load(open(f"{out}/round1-single.json"))
 churn = s0.get("churn")
 print(f"op={s0['op']} keys={s0['keys']} dist={s0['dist']} proto={s0['proto']} concurrency={s0['concurrency']} "
       f"rate={s0['rate'] or 'closed loop'} window={s0['seconds']:.1f}s warmup={s0['warmup_seconds']:g}s "
-      f"churn={churn['rate'] if churn else 0}/s; cluster: 3 nodes, round-robin, CPU summed over the 3 processes")
-hdr = ["round", "single req/s", "cluster req/s", "ratio", "single CPU µs/req", "cluster CPU µs/req", "ratio",
-       "single p99 ms", "cluster p99 ms", "ratio"]
+      f"churn={churn['rate'] if churn else 0}/s; cluster: 3 nodes, round-robin, CPU summed over the 3 processes"
+      + ("; standalone: 3 single-node servers, the same" if base == "standalone" else ""))
+hdr = ["round", f"{base} req/s", "cluster req/s", "ratio", f"{base} CPU µs/req", "cluster CPU µs/req", "ratio",
+       f"{base} p99 ms", "cluster p99 ms", "ratio"]
 if s0["rate"]:
-    hdr += ["single dropped", "cluster dropped"]
+    hdr += [f"{base} dropped", "cluster dropped"]
 if churn:
-    hdr += ["single churn/s", "cluster churn/s", "churn failed+dropped", "single write p99", "cluster write p99"]
+    hdr += [f"{base} churn/s", "cluster churn/s", "churn failed+dropped", f"{base} write p99", "cluster write p99"]
 fmt = lambda v: (v if isinstance(v, str) else "-" if v is None else str(v) if isinstance(v, int)
                  else f"{v:.0f}" if v >= 100 else f"{v:.2f}")
 table = [hdr] + [[fmt(v) for v in row] for row in rows + [med]]
 widths = [max(len(row[i]) for row in table) for i in range(len(hdr))]
 for row in table:
     print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-print(f"CPU per request, cluster ÷ single: median {med[6]:.3f} (target ≤ 1.05); "
+print(f"CPU per request, cluster ÷ {base}: median {med[6]:.3f} (target ≤ 1.05); "
       f"leader elections during the rounds: {elections}")
 for side in ("single", "cluster"):
     m = json.load(open(f"{out}/round1-{side}.json")).get("metrics")
     if m:
-        print(f"{side} counters, round 1 (per request):",
+        print(f"{base if side == 'single' else side} counters, round 1 (per request):",
               ", ".join(f"{n}={'absent' if d is None else format(d['per_request'], '.3g')}" for n, d in sorted(m.items())))
 EOF
 if [[ $OUT != "$TMP/results" ]]; then log "JSON results in $OUT"; fi
