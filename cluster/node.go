@@ -396,7 +396,7 @@ func (n *Node) pushCommit() {
 // once when Raft shuts down (the barrier fails).
 func (n *Node) runPush() {
 	for {
-		if n.raft.State() == raft.Leader && n.servers() >= 2 {
+		if servers, err := n.Servers(); err == nil && len(servers) >= 2 && n.raft.State() == raft.Leader {
 			_ = n.raft.Barrier(100 * time.Millisecond).Error()
 		}
 		if n.push.CompareAndSwap(pushRunning, pushIdle) {
@@ -427,16 +427,6 @@ func (n *Node) Shutdown() error {
 		err = cerr
 	}
 	return err
-}
-
-// servers is the number of servers (voters and non-voters) in the latest
-// Raft configuration, 0 if it cannot be read.
-func (n *Node) servers() int {
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return 0
-	}
-	return len(f.Configuration().Servers)
 }
 
 func (n *Node) voters() int {
