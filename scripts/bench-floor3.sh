@@ -68,21 +68,4 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	bench_pair "$r" one three
 done
 
-python3 - "$OUT" "$ROUNDS" <<'EOF'
-import json, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
-rows = []
-for r in range(1, rounds + 1):
-    o = json.load(open(f"{out}/round{r}-one.json"))
-    t = json.load(open(f"{out}/round{r}-three.json"))
-    rows.append([str(r), o["requests_per_second"], t["requests_per_second"], o["cpu_us_per_request"],
-                 t["cpu_us_per_request"], t["cpu_us_per_request"] / o["cpu_us_per_request"], o["p99_ms"], t["p99_ms"]])
-med = ["median"] + [statistics.median(col) for col in list(zip(*rows))[1:]]
-hdr = ["round", "one req/s", "three req/s", "one CPU µs/req", "three CPU µs/req", "ratio", "one p99 ms", "three p99 ms"]
-fmt = lambda v: v if isinstance(v, str) else f"{v:.0f}" if v >= 100 else f"{v:.2f}"
-table = [hdr] + [[fmt(v) for v in row] for row in rows + [med]]
-widths = [max(len(row[i]) for row in table) for i in range(len(hdr))]
-for row in table:
-    print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-print(f"CPU per request, three floorsrv ÷ one: median {med[5]:.3f}")
-EOF
+pair_table one three "three floorsrv ÷ one"

@@ -37,7 +37,7 @@ log "building keyraft (for its bench), floorsrv and h2floor in $TMP"
 # that accepts TLS connections and hands each to serveConn (h2.go.in).
 mkdir -p "$TMP/h2floor"
 python3 - "$FLOORSRV_DIR/main.go" "$TMP/h2floor/main.go" <<'PY'
-import re, sys
+import sys
 src = open(sys.argv[1]).read()
 start = src.index("\ttconf := &tls.Config{")
 end = src.index("\n}", start)
@@ -101,22 +101,4 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	bench_pair "$r" floorsrv h2floor
 done
 
-python3 - "$OUT" "$ROUNDS" <<'PY'
-import json, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
-rows = []
-for r in range(1, rounds + 1):
-    a = json.load(open(f"{out}/round{r}-floorsrv.json"))
-    b = json.load(open(f"{out}/round{r}-h2floor.json"))
-    rows.append([str(r), a["requests_per_second"], b["requests_per_second"], a["cpu_us_per_request"],
-                 b["cpu_us_per_request"], b["cpu_us_per_request"] / a["cpu_us_per_request"], a["p99_ms"], b["p99_ms"]])
-med = ["median"] + [statistics.median(col) for col in list(zip(*rows))[1:]]
-hdr = ["round", "floorsrv req/s", "h2floor req/s", "floorsrv CPU µs/req", "h2floor CPU µs/req", "ratio",
-       "floorsrv p99 ms", "h2floor p99 ms"]
-fmt = lambda v: v if isinstance(v, str) else f"{v:.0f}" if v >= 100 else f"{v:.2f}"
-table = [hdr] + [[fmt(v) for v in row] for row in rows + [med]]
-widths = [max(len(row[i]) for row in table) for i in range(len(hdr))]
-for row in table:
-    print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-print(f"CPU per request, h2floor ÷ floorsrv: median {med[5]:.3f}")
-PY
+pair_table floorsrv h2floor "h2floor ÷ floorsrv"

@@ -1,6 +1,7 @@
-# lib-bench.sh: what scripts/bench-pair.sh and scripts/bench-cluster.sh
-# share. Source it after setting BENCH_NAME (the script's name, used in
-# messages and in the temporary directory's name). It checks the tools,
+# lib-bench.sh: what the bench scripts (bench-pair.sh, bench-cluster.sh,
+# bench-floor3.sh, h2floor.sh) share. Source it after setting BENCH_NAME
+# (the script's name, used in messages and in the temporary directory's
+# name). It checks the tools,
 # makes $TMP, and stops every PID in PIDS (and removes $TMP) at exit.
 
 for tool in go jq curl python3; do
@@ -69,4 +70,29 @@ bench_pair() {
 		jq -e '.errors == 0 and (.start_late_seconds // 0) == 0 and (.churn.failed // 0) == 0' "$OUT/round$r-$s.json" >/dev/null ||
 			log "round $r $s: $(jq -c '{errors, error_samples, start_late_seconds, dropped, churn}' "$OUT/round$r-$s.json")"
 	done
+}
+
+# pair_table <a> <b> <ratio label>: prints, from the $ROUNDS rounds of
+# bench_pair in $OUT, a row per round and the medians of requests/s, server
+# CPU µs per request and p99 of <a> and <b>, with the ratio <b> ÷ <a> of the
+# CPU per request, then "CPU per request, <ratio label>: median …".
+pair_table() {
+	python3 - "$OUT" "$ROUNDS" "$1" "$2" "$3" <<'PY'
+import json, statistics, sys
+out, rounds, a, b, label = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+rows = []
+for r in range(1, rounds + 1):
+    x = json.load(open(f"{out}/round{r}-{a}.json"))
+    y = json.load(open(f"{out}/round{r}-{b}.json"))
+    rows.append([str(r), x["requests_per_second"], y["requests_per_second"], x["cpu_us_per_request"],
+                 y["cpu_us_per_request"], y["cpu_us_per_request"] / x["cpu_us_per_request"], x["p99_ms"], y["p99_ms"]])
+med = ["median"] + [statistics.median(col) for col in list(zip(*rows))[1:]]
+hdr = ["round", f"{a} req/s", f"{b} req/s", f"{a} CPU µs/req", f"{b} CPU µs/req", "ratio", f"{a} p99 ms", f"{b} p99 ms"]
+fmt = lambda v: v if isinstance(v, str) else f"{v:.0f}" if v >= 100 else f"{v:.2f}"
+table = [hdr] + [[fmt(v) for v in row] for row in rows + [med]]
+widths = [max(len(row[i]) for row in table) for i in range(len(hdr))]
+for row in table:
+    print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+print(f"CPU per request, {label}: median {med[5]:.3f}")
+PY
 }
